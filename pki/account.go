@@ -1,0 +1,81 @@
+package pki
+
+import (
+	"regexp"
+	"time"
+)
+
+// Role is an administrator's role. Each role includes the rights of those below it.
+type Role string
+
+const (
+	// RoleAuditor reads everything.
+	RoleAuditor Role = "auditor"
+	// RoleOperator also revokes.
+	RoleOperator Role = "operator"
+	// RoleAdmin also manages credentials and users.
+	RoleAdmin Role = "admin"
+)
+
+var roleRank = map[Role]int{RoleAuditor: 1, RoleOperator: 2, RoleAdmin: 3}
+
+// ParseRole accepts "admin", "operator" or "auditor".
+func ParseRole(s string) (Role, error) {
+	r := Role(s)
+	if _, ok := roleRank[r]; !ok {
+		return "", Errorf(Invalid, "unknown role %q (want admin, operator or auditor)", truncate(s, 32))
+	}
+	return r, nil
+}
+
+// Allows reports whether a holder of r may act where need is required.
+// An unknown role allows nothing.
+func (r Role) Allows(need Role) bool {
+	have, ok := roleRank[r]
+	return ok && have >= roleRank[need]
+}
+
+// User is an administrator of the web UI and the admin API.
+type User struct {
+	ID           string
+	Name         string
+	Role         Role
+	PasswordHash string // PHC-format argon2id
+	Disabled     bool
+	CreatedAt    time.Time
+}
+
+var userNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidateUserName checks a user name: 1–64 of a-z 0-9 . _ - (lower case), starting alphanumerically.
+func ValidateUserName(name string) error {
+	if !userNameRE.MatchString(name) {
+		return Errorf(Invalid, "user name %q must be 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", truncate(name, 64))
+	}
+	return nil
+}
+
+// APIToken is an admin API bearer token. Only its SHA-256 hash is stored.
+type APIToken struct {
+	ID        string
+	UserID    string
+	Hash      []byte
+	CreatedAt time.Time
+	ExpiresAt *time.Time
+	Revoked   bool
+}
+
+// Credential is an enrollment credential of a factory line. Only the SHA-256
+// hash of its secret is stored.
+type Credential struct {
+	ID            string
+	Name          string
+	Hash          []byte
+	Profiles      []string // allowed profiles; empty means only "device"
+	DevicePattern string   // an RE2 regular expression, anchored on use; empty allows any id
+	ExpiresAt     *time.Time
+	MaxUses       int64 // 0 means unlimited
+	Uses          int64
+	Disabled      bool
+	CreatedAt     time.Time
+}

@@ -1,0 +1,55 @@
+package pki
+
+import "time"
+
+// CertStatus is a certificate's stored state. Expiry is not stored: it follows
+// from NotAfter and the clock (see CertRecord.StatusAt).
+type CertStatus string
+
+const (
+	// CertValid: issued and not revoked (possibly expired; see StatusAt).
+	CertValid CertStatus = "valid"
+	// CertRevoked: revoked; RevokedAt and Reason say when and why.
+	CertRevoked CertStatus = "revoked"
+	// CertExpired is never stored; StatusAt reports it for a valid certificate past NotAfter.
+	CertExpired CertStatus = "expired"
+)
+
+// CertRecord is everything fleetpki keeps about one issued certificate.
+type CertRecord struct {
+	Serial    Serial
+	DeviceID  string
+	Profile   string
+	Status    CertStatus
+	NotBefore time.Time
+	NotAfter  time.Time
+	// DER is the certificate as issued.
+	DER []byte
+	// IssuerKeyID is the issuing CA's subject key identifier (hex), so a
+	// re-keyed or second issuing CA can share one store.
+	IssuerKeyID string
+	// FingerprintSHA256 is the lower-case hex SHA-256 of DER.
+	FingerprintSHA256 string
+	RevokedAt         *time.Time
+	Reason            RevocationReason
+	CreatedAt         time.Time
+}
+
+// StatusAt reports the status at time t, turning a valid certificate past its
+// NotAfter into CertExpired.
+func (c CertRecord) StatusAt(t time.Time) CertStatus {
+	if c.Status == CertValid && !t.Before(c.NotAfter) {
+		return CertExpired
+	}
+	return c.Status
+}
+
+// RevocationEvent tells subscribers (OCSP responder, CRL updater, broker) that
+// a certificate was revoked. It is published after the revocation committed.
+type RevocationEvent struct {
+	Serial      Serial
+	DeviceID    string
+	IssuerKeyID string
+	RevokedAt   time.Time
+	Reason      RevocationReason
+}

@@ -1,0 +1,103 @@
+package pki
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// MaxDeviceIDLen is the longest device id accepted, in bytes.
+const MaxDeviceIDLen = 128
+
+// DeviceStatus is a device's lifecycle state.
+type DeviceStatus string
+
+const (
+	// DeviceActive: the device has at least one certificate that is not revoked.
+	DeviceActive DeviceStatus = "active"
+	// DeviceRevoked: every certificate the device had is revoked.
+	DeviceRevoked DeviceStatus = "revoked"
+)
+
+// Device is an enrolled device. Its id is the certificate's CN and the MQTT client id.
+type Device struct {
+	ID        string
+	Status    DeviceStatus
+	Metadata  map[string]string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// ValidateDeviceID checks a device id. Ids end up in a certificate's CN, in a
+// URI SAN (urn:fleetpki:device:<id>) and in MQTT topics (devices/<id>/#), so the
+// alphabet is deliberately small: ASCII letters and digits, then also
+// '.', '_', '-', ':', '@' and '~'; no '/', '+' or '#' (topic syntax), no spaces
+// or control characters, at most 128 bytes.
+func ValidateDeviceID(id string) error {
+	switch {
+	case id == "":
+		return Errorf(Invalid, "device id is empty")
+	case len(id) > MaxDeviceIDLen:
+		return Errorf(Invalid, "device id is longer than %d bytes", MaxDeviceIDLen)
+	case !utf8.ValidString(id):
+		return Errorf(Invalid, "device id is not valid UTF-8")
+	}
+	for i, r := range id {
+		if isAlnum(r) || (i > 0 && isIDPunct(r)) {
+			continue
+		}
+		if r < 0x20 || r == 0x7f {
+			return Errorf(Invalid, "device id contains a control character at byte %d", i)
+		}
+		return Errorf(Invalid, "device id contains %q at byte %d; allowed are letters, digits and . _ - : @ ~ (not first)", r, i)
+	}
+	return nil
+}
+
+func isAlnum(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+}
+
+func isIDPunct(r rune) bool {
+	switch r {
+	case '.', '_', '-', ':', '@', '~':
+		return true
+	}
+	return false
+}
+
+// DeviceURI is the URI SAN that names a device in its certificate.
+func DeviceURI(id string) string { return "urn:fleetpki:device:" + id }
+
+// Metadata limits: a device's metadata is small, flat and searchable.
+const (
+	MaxMetadataKeys     = 32
+	MaxMetadataKeyLen   = 64
+	MaxMetadataValueLen = 256
+)
+
+// ValidateMetadata checks a device's metadata: at most 32 keys of up to 64
+// bytes ([A-Za-z0-9._-]) with UTF-8 values of up to 256 bytes, no control characters.
+func ValidateMetadata(m map[string]string) error {
+	if len(m) > MaxMetadataKeys {
+		return Errorf(Invalid, "metadata has %d keys; at most %d are allowed", len(m), MaxMetadataKeys)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > MaxMetadataKeyLen {
+			return Errorf(Invalid, "metadata key %q must be 1 to %d bytes", truncate(k, 64), MaxMetadataKeyLen)
+		}
+		for _, r := range k {
+			if !isAlnum(r) && r != '.' && r != '_' && r != '-' {
+				return Errorf(Invalid, "metadata key %q may contain only letters, digits, '.', '_' and '-'", truncate(k, 64))
+			}
+		}
+		if len(v) > MaxMetadataValueLen || !utf8.ValidString(v) {
+			return Errorf(Invalid, "metadata value of %q must be valid UTF-8 of at most %d bytes", k, MaxMetadataValueLen)
+		}
+		for _, r := range v {
+			if r < 0x20 || r == 0x7f {
+				return Errorf(Invalid, "metadata value of %q contains a control character", k)
+			}
+		}
+	}
+	return nil
+}

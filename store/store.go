@@ -1,0 +1,125 @@
+// Package store declares fleetpki's persistence interface. Two backends
+// implement it: store/postgres (production, shared by replicas) and
+// store/sqlite (embedded default); store/storetest is the conformance suite
+// both must pass.
+//
+// Policy: every lifecycle change and its audit event commit in one
+// transaction; revocation is a conditional update (exactly one caller wins);
+// times are stored in UTC with microsecond precision; serials are stored in
+// their canonical pki.Serial form and are unique by constraint.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// Store is the whole persistence interface. It is large because its
+// conformance suite needs all of it; consumers declare the few methods they use.
+type Store interface {
+	// InsertCertificate stores a newly issued certificate, creates its device
+	// (or updates the device's metadata and marks it active) and appends the
+	// audit event, all in one transaction. A duplicate serial returns a
+	// pki.Conflict error and changes nothing.
+	InsertCertificate(ctx context.Context, cert pki.CertRecord, dev pki.Device, ev pki.AuditEvent) error
+	// GetCertificate returns the certificate with this serial, or pki.NotFound.
+	GetCertificate(ctx context.Context, serial pki.Serial) (pki.CertRecord, error)
+	// ListCertificates lists certificates, newest first.
+	ListCertificates(ctx context.Context, f CertFilter) (Page[pki.CertRecord], error)
+	// RevokeCertificate marks the certificate revoked if it is not already, and
+	// appends ev in the same transaction. changed is false (and ev not written)
+	// when it was already revoked; the returned record is the stored state.
+	// An unknown serial is pki.NotFound.
+	RevokeCertificate(ctx context.Context, serial pki.Serial, reason pki.RevocationReason, at time.Time, ev pki.AuditEvent) (rec pki.CertRecord, changed bool, err error)
+	// RevokeDevice revokes every certificate of the device that is neither
+	// revoked nor expired at time at, marks the device revoked and appends ev,
+	// in one transaction. It returns the certificates it revoked (none when all
+	// were revoked already, and then ev is not written). An unknown device is
+	// pki.NotFound.
+	RevokeDevice(ctx context.Context, deviceID string, reason pki.RevocationReason, at time.Time, ev pki.AuditEvent) ([]pki.CertRecord, error)
+	// ListRevoked returns the revoked certificates of one issuer whose NotAfter
+	// is after notAfterAfter, in serial order, for CRLs.
+	ListRevoked(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) ([]pki.CertRecord, error)
+
+	// GetDevice returns the device, or pki.NotFound.
+	GetDevice(ctx context.Context, id string) (pki.Device, error)
+	// ListDevices lists devices in id order.
+	ListDevices(ctx context.Context, f DeviceFilter) (Page[pki.Device], error)
+
+	// CreateUser stores a user and the audit event; a taken name is pki.Conflict.
+	CreateUser(ctx context.Context, u pki.User, ev pki.AuditEvent) error
+	// GetUser returns the user by name, or pki.NotFound.
+	GetUser(ctx context.Context, name string) (pki.User, error)
+	// ListUsers lists all users by name.
+	ListUsers(ctx context.Context) ([]pki.User, error)
+	// CreateAPIToken stores a token and the audit event.
+	CreateAPIToken(ctx context.Context, t pki.APIToken, ev pki.AuditEvent) error
+	// GetAPIToken returns the token with this hash and its user, or pki.NotFound.
+	GetAPIToken(ctx context.Context, hash []byte) (pki.APIToken, pki.User, error)
+
+	// CreateCredential stores an enrollment credential and the audit event; a
+	// taken name is pki.Conflict.
+	CreateCredential(ctx context.Context, c pki.Credential, ev pki.AuditEvent) error
+	// GetCredentialByHash returns the credential whose secret hashes to hash, or pki.NotFound.
+	GetCredentialByHash(ctx context.Context, hash []byte) (pki.Credential, error)
+	// ListCredentials lists credentials by name.
+	ListCredentials(ctx context.Context) ([]pki.Credential, error)
+	// DisableCredential disables a credential and appends ev; idempotent; pki.NotFound if unknown.
+	DisableCredential(ctx context.Context, id string, ev pki.AuditEvent) error
+	// UseCredential counts one use of the credential if it still has uses
+	// left (MaxUses 0 is unlimited), is not disabled and not expired at time
+	// at; otherwise it returns pki.Forbidden and counts nothing.
+	UseCredential(ctx context.Context, id string, at time.Time) error
+
+	// AppendAudit appends an event that records no other change (e.g. a failed login).
+	AppendAudit(ctx context.Context, ev pki.AuditEvent) error
+	// ListAudit lists audit events in ascending Seq order, starting after
+	// Seq afterSeq, at most limit of them.
+	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
+
+	// NextCRLNumber returns the next CRL number of the issuer: 1 the first
+	// time, then strictly greater on every call, even across processes.
+	NextCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
+
+// Page is one page of a list, with the opaque cursor of the next page
+// ("" when this is the last).
+type Page[T any] struct {
+	Items []T
+	Next  string
+}
+
+// MaxLimit caps a page's size; DefaultLimit is used when a filter asks for 0.
+const (
+	MaxLimit     = 500
+	DefaultLimit = 50
+)
+
+// CertFilter selects certificates. Zero fields do not filter.
+type CertFilter struct {
+	DeviceID string
+	// Status filters by stored status (valid or revoked); CertExpired selects
+	// valid certificates whose NotAfter is before Now.
+	Status pki.CertStatus
+	Now    time.Time
+	Limit  int
+	Cursor string
+}
+
+// DeviceFilter selects devices. Zero fields do not filter.
+type DeviceFilter struct {
+	Status   pki.DeviceStatus
+	IDPrefix string
+	// MetaKey and MetaValue select devices whose metadata has this key with this value.
+	MetaKey   string
+	MetaValue string
+	Limit     int
+	Cursor    string
+}
