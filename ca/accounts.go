@@ -1,0 +1,302 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetpki/fleetpki/pki"
+	"golang.org/x/crypto/argon2"
+)
+
+// AccountStore is what Accounts needs from persistence.
+type AccountStore interface {
+	CreateUser(ctx context.Context, u pki.User, ev pki.AuditEvent) error
+	GetUser(ctx context.Context, name string) (pki.User, error)
+	CreateAPIToken(ctx context.Context, t pki.APIToken, ev pki.AuditEvent) error
+	GetAPIToken(ctx context.Context, hash []byte) (pki.APIToken, pki.User, error)
+	CreateCredential(ctx context.Context, c pki.Credential, ev pki.AuditEvent) error
+	GetCredentialByHash(ctx context.Context, hash []byte) (pki.Credential, error)
+	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
+}
+
+// Accounts manages the people and machines that may talk to the CA: admin
+// users with passwords and API tokens, and the enrollment credentials of
+// factory lines. Secrets are generated here, shown to the caller once, and
+// only their hashes are stored: SHA-256 for high-entropy random secrets
+// (tokens, credentials), argon2id for passwords a person chose.
+type Accounts struct {
+	store AccountStore
+	clock pki.Clock
+}
+
+// NewAccounts returns an Accounts over st.
+func NewAccounts(st AccountStore, clock pki.Clock) *Accounts {
+	if clock == nil {
+		clock = pki.SystemClock{}
+	}
+	return &Accounts{store: st, clock: clock}
+}
+
+// Secret prefixes make a leaked secret recognisable (e.g. by secret scanners)
+// and tell the two kinds apart at a glance.
+const (
+	tokenPrefix      = "fpt_"
+	credentialPrefix = "fpe_"
+	minPasswordLen   = 12
+)
+
+// CreateUser creates an administrator. A password shorter than 12 characters is refused.
+func (a *Accounts) CreateUser(ctx context.Context, name string, role pki.Role, password string, actor pki.Actor) (pki.User, error) {
+	if err := pki.ValidateUserName(name); err != nil {
+		return pki.User{}, err
+	}
+	if _, err := pki.ParseRole(string(role)); err != nil {
+		return pki.User{}, err
+	}
+	if len(password) < minPasswordLen {
+		return pki.User{}, pki.Errorf(pki.Invalid, "password must be at least %d characters", minPasswordLen)
+	}
+	now := a.clock.Now()
+	u := pki.User{ID: randomID(), Name: name, Role: role, PasswordHash: HashPassword(password), CreatedAt: now}
+	ev := pki.AuditEvent{Time: now, Actor: actor, Action: pki.ActionUserCreate, Target: name,
+		Details: map[string]string{"role": string(role)}}
+	if err := a.store.CreateUser(ctx, u, ev); err != nil {
+		return pki.User{}, fmt.Errorf("create user %q: %w", name, err)
+	}
+	return u, nil
+}
+
+// CheckPassword returns the user when name and password match an enabled
+// user, and pki.Unauthenticated otherwise; the error does not tell which part
+// was wrong.
+func (a *Accounts) CheckPassword(ctx context.Context, name, password string) (pki.User, error) {
+	u, err := a.store.GetUser(ctx, name)
+	if errors.Is(err, pki.NotFound) {
+		// Spend the same time as a real check so timing does not reveal user names.
+		VerifyPassword(dummyHash, password)
+		return pki.User{}, pki.Errorf(pki.Unauthenticated, "wrong user name or password")
+	}
+	if err != nil {
+		return pki.User{}, fmt.Errorf("check password: %w", err)
+	}
+	if !VerifyPassword(u.PasswordHash, password) || u.Disabled {
+		return pki.User{}, pki.Errorf(pki.Unauthenticated, "wrong user name or password")
+	}
+	return u, nil
+}
+
+// CreateToken makes a new admin API token for the user and returns its secret,
+// which is not kept. ttl 0 means the token does not expire.
+func (a *Accounts) CreateToken(ctx context.Context, userName string, ttl time.Duration, actor pki.Actor) (string, error) {
+	if ttl < 0 {
+		return "", pki.Errorf(pki.Invalid, "token lifetime must not be negative")
+	}
+	u, err := a.store.GetUser(ctx, userName)
+	if err != nil {
+		return "", fmt.Errorf("create token for %q: %w", userName, err)
+	}
+	if u.Disabled {
+		return "", pki.Errorf(pki.Forbidden, "user %q is disabled", userName)
+	}
+	secret := tokenPrefix + randomSecret()
+	now := a.clock.Now()
+	t := pki.APIToken{ID: randomID(), UserID: u.ID, Hash: secretHash(secret), CreatedAt: now}
+	details := map[string]string{"token_id": t.ID}
+	if ttl > 0 {
+		exp := now.Add(ttl)
+		t.ExpiresAt = &exp
+		details["expires_at"] = exp.UTC().Format(time.RFC3339)
+	}
+	ev := pki.AuditEvent{Time: now, Actor: actor, Action: pki.ActionTokenCreate, Target: userName, Details: details}
+	if err := a.store.CreateAPIToken(ctx, t, ev); err != nil {
+		return "", fmt.Errorf("create token for %q: %w", userName, err)
+	}
+	return secret, nil
+}
+
+// AuthenticateToken returns the user of a valid API token secret, or
+// pki.Unauthenticated for an unknown, expired or revoked token or a disabled user.
+func (a *Accounts) AuthenticateToken(ctx context.Context, secret string) (pki.User, error) {
+	if !strings.HasPrefix(secret, tokenPrefix) {
+		return pki.User{}, pki.Errorf(pki.Unauthenticated, "invalid API token")
+	}
+	t, u, err := a.store.GetAPIToken(ctx, secretHash(secret))
+	if errors.Is(err, pki.NotFound) {
+		return pki.User{}, pki.Errorf(pki.Unauthenticated, "invalid API token")
+	}
+	if err != nil {
+		return pki.User{}, fmt.Errorf("authenticate token: %w", err)
+	}
+	if t.Revoked || u.Disabled || (t.ExpiresAt != nil && !a.clock.Now().Before(*t.ExpiresAt)) {
+		return pki.User{}, pki.Errorf(pki.Unauthenticated, "invalid API token")
+	}
+	return u, nil
+}
+
+// CredentialSpec describes a new enrollment credential.
+type CredentialSpec struct {
+	Name string
+	// Profiles the credential may enroll with; empty means only "device".
+	Profiles []string
+	// DevicePattern is an RE2 expression the whole device id must match; empty allows any valid id.
+	DevicePattern string
+	// TTL is the credential's lifetime; 0 means it does not expire.
+	TTL time.Duration
+	// MaxUses bounds the number of enrollments; 0 means unlimited.
+	MaxUses int64
+}
+
+var credentialNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CreateCredential creates an enrollment credential and returns its secret, which is not kept.
+func (a *Accounts) CreateCredential(ctx context.Context, spec CredentialSpec, actor pki.Actor) (string, pki.Credential, error) {
+	if !credentialNameRE.MatchString(spec.Name) {
+		return "", pki.Credential{}, pki.Errorf(pki.Invalid, "credential name must be 1 to 64 of letters, digits, '.', '_', '-'")
+	}
+	if spec.DevicePattern != "" {
+		if _, err := CompileDevicePattern(spec.DevicePattern); err != nil {
+			return "", pki.Credential{}, err
+		}
+	}
+	if spec.TTL < 0 || spec.MaxUses < 0 {
+		return "", pki.Credential{}, pki.Errorf(pki.Invalid, "expiry and max uses must not be negative")
+	}
+	profiles := spec.Profiles
+	if len(profiles) == 0 {
+		profiles = []string{DefaultProfile}
+	}
+	secret := credentialPrefix + randomSecret()
+	now := a.clock.Now()
+	c := pki.Credential{ID: randomID(), Name: spec.Name, Hash: secretHash(secret), Profiles: profiles,
+		DevicePattern: spec.DevicePattern, MaxUses: spec.MaxUses, CreatedAt: now}
+	details := map[string]string{"credential_id": c.ID, "profiles": strings.Join(profiles, ","),
+		"device_pattern": spec.DevicePattern, "max_uses": strconv.FormatInt(spec.MaxUses, 10)}
+	if spec.TTL > 0 {
+		exp := now.Add(spec.TTL)
+		c.ExpiresAt = &exp
+		details["expires_at"] = exp.UTC().Format(time.RFC3339)
+	}
+	ev := pki.AuditEvent{Time: now, Actor: actor, Action: pki.ActionCredentialCreate, Target: spec.Name, Details: details}
+	if err := a.store.CreateCredential(ctx, c, ev); err != nil {
+		return "", pki.Credential{}, fmt.Errorf("create credential %q: %w", spec.Name, err)
+	}
+	return secret, c, nil
+}
+
+// CompileDevicePattern compiles a credential's device-id pattern, anchored so
+// that it must match the whole id.
+func CompileDevicePattern(p string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile(`^(?:` + p + `)$`)
+	if err != nil {
+		return nil, pki.Wrap(pki.Invalid, err, fmt.Sprintf("device pattern %q is not a valid regular expression", p))
+	}
+	return re, nil
+}
+
+// auditPage is how many events VerifyAudit reads per query.
+const auditPage = 1000
+
+// VerifyAudit walks the whole audit log and checks its hash chain. It
+// returns the number of events checked; an error names the first bad event.
+func (a *Accounts) VerifyAudit(ctx context.Context) (int64, error) {
+	var (
+		prev  []byte
+		after int64
+		n     int64
+	)
+	for {
+		evs, err := a.store.ListAudit(ctx, after, auditPage)
+		if err != nil {
+			return n, fmt.Errorf("verify audit: %w", err)
+		}
+		for _, e := range evs {
+			if e.Seq != after+1 {
+				return n, fmt.Errorf("audit event %d follows %d: the log has a gap", e.Seq, after)
+			}
+			after = e.Seq
+		}
+		if prev, err = pki.VerifyChain(prev, evs); err != nil {
+			return n, err
+		}
+		n += int64(len(evs))
+		if len(evs) < auditPage {
+			return n, nil
+		}
+	}
+}
+
+// RandomPassword returns a random password of 24 URL-safe characters (144 bits).
+func RandomPassword() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func secretHash(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// argon2id parameters: RFC 9106's second recommended option (64 MiB, 3 passes).
+const (
+	argonTime    = 3
+	argonMemory  = 64 * 1024
+	argonThreads = 2
+	argonKeyLen  = 32
+)
+
+// dummyHash is verified against when a user does not exist, to keep timing even.
+const dummyHash = "$argon2id$v=19$m=65536,t=3,p=2$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+// HashPassword returns the argon2id hash of password in PHC string format.
+func HashPassword(password string) string {
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
+// VerifyPassword reports whether password matches a PHC argon2id hash; a
+// malformed hash never matches.
+func VerifyPassword(hash, password string) bool {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
+		return false
+	}
+	var m uint32
+	var t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m == 0 || t == 0 || p == 0 || m > 1<<20 || t > 16 {
+		return false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}

@@ -1,0 +1,174 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/smallstep/certificates/cas/apiv1"
+	"github.com/smallstep/certificates/cas/softcas"
+
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// Lifetimes of the hierarchy Init creates. The intermediate lives half as
+// long as the root so that it can be replaced under the same root, which
+// devices keep pinned, well before the root expires.
+const (
+	rootLifetime         = 10 * 365 * 24 * time.Hour
+	intermediateLifetime = 5 * 365 * 24 * time.Hour
+	// backdate absorbs clock skew between the CA and verifiers (devices with
+	// a drifting RTC): a certificate is valid from a minute before it was made.
+	backdate    = time.Minute
+	defaultName = "fleetpki"
+	maxNameLen  = 48 // leaves room for " Issuing CA" within the 64-character CN limit
+)
+
+// InitOptions configures Init.
+type InitOptions struct {
+	// DataDir is the data directory; the hierarchy goes to DataDir/ca.
+	DataDir string
+	// Algorithm of both CA keys; empty means ECDSAP256.
+	Algorithm KeyAlgorithm
+	// Name is the organisation and the prefix of the CA common names
+	// ("<Name> Root CA", "<Name> Issuing CA"); empty means "fleetpki".
+	Name string
+	// Password encrypts the key files; nil (or empty) stores them unencrypted.
+	Password []byte
+	// Clock sets the validity start; nil means the system clock.
+	Clock pki.Clock
+}
+
+// Init creates a new hierarchy under opts.DataDir/ca: a self-signed root
+// (10 years) and an issuing intermediate (5 years, pathLen 0, keyCertSign and
+// cRLSign) signed by it, with their key files (mode 0600). It returns a
+// pki.Conflict error if the directory already holds a hierarchy, and leaves
+// nothing behind when it fails.
+func Init(ctx context.Context, opts InitOptions) (*Hierarchy, error) {
+	if opts.DataDir == "" {
+		return nil, pki.Errorf(pki.Invalid, "init CA: the data directory is not set")
+	}
+	if opts.Algorithm == "" {
+		opts.Algorithm = ECDSAP256
+	}
+	if opts.Name == "" {
+		opts.Name = defaultName
+	}
+	if opts.Clock == nil {
+		opts.Clock = pki.SystemClock{}
+	}
+	if err := validateCAName(opts.Name); err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	keyReq, err := opts.Algorithm.createKeyRequest()
+	if err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	// Fail before the slow key generation (RSA) when the directory is taken.
+	if err := checkNoHierarchy(caDir(opts.DataDir)); err != nil {
+		return nil, err
+	}
+	km, err := newKeyManager(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	defer km.Close()
+	cas, err := softcas.New(ctx, apiv1.Options{IsCreator: true, KeyManager: km})
+	if err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+
+	now := opts.Clock.Now().UTC()
+	notBefore := now.Add(-backdate)
+	root, err := cas.CreateCertificateAuthority(&apiv1.CreateCertificateAuthorityRequest{
+		Name: opts.Name + " Root CA",
+		Type: apiv1.RootCA,
+		Template: &x509.Certificate{
+			SerialNumber:          newSerial(),
+			Subject:               pkix.Name{Organization: []string{opts.Name}, CommonName: opts.Name + " Root CA"},
+			NotBefore:             notBefore,
+			NotAfter:              now.Add(rootLifetime),
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+			MaxPathLen:            -1, // the root does not limit the path; the intermediate does
+		},
+		Lifetime:  rootLifetime,
+		CreateKey: keyReq,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("init CA: create root: %w", err)
+	}
+	inter, err := cas.CreateCertificateAuthority(&apiv1.CreateCertificateAuthorityRequest{
+		Name: opts.Name + " Issuing CA",
+		Type: apiv1.IntermediateCA,
+		Template: &x509.Certificate{
+			SerialNumber:          newSerial(),
+			Subject:               pkix.Name{Organization: []string{opts.Name}, CommonName: opts.Name + " Issuing CA"},
+			NotBefore:             notBefore,
+			NotAfter:              now.Add(intermediateLifetime),
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+			MaxPathLen:            0,
+			MaxPathLenZero:        true, // only end-entity certificates below the issuing CA
+		},
+		Lifetime:  intermediateLifetime,
+		Parent:    root,
+		CreateKey: keyReq,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("init CA: create intermediate: %w", err)
+	}
+
+	h, err := newHierarchy([]*x509.Certificate{inter.Certificate, root.Certificate}, inter.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	rootKey, err := encodeKey(root.PrivateKey, opts.Password)
+	if err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	interKey, err := encodeKey(inter.PrivateKey, opts.Password)
+	if err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	files := []stagedFile{
+		{name: rootKeyFile, data: rootKey, mode: keyFileMode},
+		{name: intermediateKey, data: interKey, mode: keyFileMode},
+		{name: chainFile, data: h.chainPEM, mode: certFileMode},
+	}
+	if err := writeCADir(opts.DataDir, files); err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	return h, nil
+}
+
+// validateCAName keeps the CA name printable and short enough for a CN.
+func validateCAName(name string) error {
+	if len(name) > maxNameLen {
+		return pki.Errorf(pki.Invalid, "CA name is longer than %d bytes", maxNameLen)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return pki.Errorf(pki.Invalid, "CA name contains a control character")
+		}
+	}
+	return nil
+}
+
+func caDir(dataDir string) string { return filepath.Join(dataDir, caDirName) }
+
+// encodeCertsPEM encodes certificates as consecutive PEM blocks.
+func encodeCertsPEM(certs ...*x509.Certificate) []byte {
+	var buf bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}) // a bytes.Buffer write cannot fail
+	}
+	return buf.Bytes()
+}

@@ -1,0 +1,308 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"go.step.sm/crypto/x509util"
+
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// DefaultProfile is the profile used when a request names none.
+const DefaultProfile = "device"
+
+// DeviceTemplate is the x509util template of the built-in device profile
+// (DESIGN.md, "Certificates"). Custom profiles may start from it. Template
+// data: .Subject and .SANs (x509util's names, derived from the device id),
+// .DeviceID, .DeviceURI, .OCSPURL, .IssuerURL, .CRLURL and .Profile.
+// .Insecure.CR holds the request's public key only: the CSR's names never
+// reach a template.
+const DeviceTemplate = `{
+	"subject": {{ toJson .Subject }},
+	"sans": {{ toJson .SANs }},
+	"keyUsage": ["digitalSignature"],
+	"extKeyUsage": ["clientAuth"],
+	"ocspServer": [{{ toJson .OCSPURL }}],
+	"issuingCertificateURL": [{{ toJson .IssuerURL }}],
+	"crlDistributionPoints": [{{ toJson .CRLURL }}]
+}`
+
+// Key types a profile may accept (ProfileSpec.KeyTypes).
+const (
+	KeyTypeECDSAP256 = "ecdsa-p256"
+	KeyTypeECDSAP384 = "ecdsa-p384"
+	KeyTypeRSA       = "rsa" // 2048 to 8192 bits, public exponent odd and ≥ 65537
+)
+
+// Limits of device keys.
+const (
+	minRSABits     = 2048
+	maxRSABits     = 8192
+	minRSAExponent = 65537
+)
+
+// ProfileSpec is a profile file in Config.ProfilesDir (one JSON object per
+// *.json file), e.g.
+//
+//	{"name": "sensor", "validity": "90d", "keyTypes": ["ecdsa-p256"],
+//	 "allowEd25519": false, "template": "{ \"subject\": {{ toJson .Subject }}, … }"}
+type ProfileSpec struct {
+	// Name is how requests select the profile: 1–64 of a-z 0-9 . _ - .
+	// A file named "device" replaces the built-in device profile.
+	Name string `json:"name"`
+	// Validity is the certificate lifetime: a Go duration ("2160h") or whole
+	// days ("90d"); at least one hour. Certificates never outlive the issuing CA.
+	Validity string `json:"validity"`
+	// KeyTypes lists the accepted device keys (ecdsa-p256, ecdsa-p384, rsa);
+	// empty accepts all three.
+	KeyTypes []string `json:"keyTypes,omitempty"`
+	// AllowEd25519 also accepts Ed25519 keys, which not every TLS stack supports.
+	AllowEd25519 bool `json:"allowEd25519,omitempty"`
+	// Template is the x509util JSON template; see DeviceTemplate for its data.
+	Template string `json:"template"`
+}
+
+// profile is a compiled ProfileSpec; its template is parsed once.
+type profile struct {
+	name         string
+	validity     time.Duration
+	keyTypes     []string
+	allowEd25519 bool
+	tmpl         *template.Template
+}
+
+var profileNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// builtinDeviceSpec is the device profile of DESIGN.md.
+var builtinDeviceSpec = ProfileSpec{
+	Name:     DefaultProfile,
+	Validity: "365d",
+	KeyTypes: []string{KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA},
+	Template: DeviceTemplate,
+}
+
+// compileProfile checks a spec and parses its template.
+func compileProfile(spec ProfileSpec) (*profile, error) {
+	if !profileNameRE.MatchString(spec.Name) {
+		return nil, pki.Errorf(pki.Invalid, "profile name %q must be 1 to 64 of a-z, 0-9, '.', '_', '-'", spec.Name)
+	}
+	validity, err := parseValidity(spec.Validity)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", spec.Name, err)
+	}
+	keyTypes := spec.KeyTypes
+	if len(keyTypes) == 0 {
+		keyTypes = []string{KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA}
+	}
+	for _, kt := range keyTypes {
+		switch kt {
+		case KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA:
+		case "ed25519":
+			return nil, pki.Errorf(pki.Invalid, "profile %q: accept Ed25519 with \"allowEd25519\": true, not in keyTypes", spec.Name)
+		default:
+			return nil, pki.Errorf(pki.Invalid, "profile %q: unknown key type %q (want %s, %s or %s)", spec.Name, kt, KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA)
+		}
+	}
+	// missingkey=error turns a misspelt field (.DeviceId) into an error at
+	// the dry run below instead of "<no value>" in a certificate.
+	tmpl, err := template.New(spec.Name).Funcs(x509util.GetFuncMap()).Option("missingkey=error").Parse(spec.Template)
+	if err != nil {
+		return nil, pki.Wrap(pki.Invalid, err, fmt.Sprintf("profile %q: the template does not parse", spec.Name))
+	}
+	return &profile{name: spec.Name, validity: validity, keyTypes: slices.Clone(keyTypes), allowEd25519: spec.AllowEd25519, tmpl: tmpl}, nil
+}
+
+// parseValidity reads "90d" or a Go duration.
+func parseValidity(s string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return 0, pki.Errorf(pki.Invalid, "validity %q is not a number of days", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, pki.Errorf(pki.Invalid, "validity %q is neither a duration (\"8760h\") nor days (\"365d\")", s)
+		}
+	}
+	if d < time.Hour || d > 100*365*24*time.Hour {
+		return 0, pki.Errorf(pki.Invalid, "validity %q must be between 1h and 100 years", s)
+	}
+	return d, nil
+}
+
+// urls are the locations written into AIA and CDP.
+type urls struct {
+	ocsp, issuer, crl string
+}
+
+// render executes the profile's template for a device and key. The
+// certificate request handed to x509util is built from the public key alone,
+// so neither the template nor x509util can copy a name from the CSR.
+func (p *profile) render(deviceID string, pub crypto.PublicKey, u urls) (*x509.Certificate, error) {
+	data := x509util.CreateTemplateData(deviceID, nil)
+	data.SetSubjectAlternativeNames(x509util.SubjectAlternativeName{Type: x509util.URIType, Value: pki.DeviceURI(deviceID)})
+	data.Set("DeviceID", deviceID)
+	data.Set("DeviceURI", pki.DeviceURI(deviceID))
+	data.Set("OCSPURL", u.ocsp)
+	data.Set("IssuerURL", u.issuer)
+	data.Set("CRLURL", u.crl)
+	data.Set("Profile", p.name)
+	execute := func(cr *x509.CertificateRequest, o *x509util.Options) error {
+		data.SetCertificateRequest(cr)
+		buf := new(bytes.Buffer)
+		if err := p.tmpl.Execute(buf, data); err != nil {
+			return fmt.Errorf("execute template: %w", err)
+		}
+		o.CertBuffer = buf
+		return nil
+	}
+	xc, err := x509util.NewCertificateFromX509(&x509.Certificate{PublicKey: pub, PublicKeyAlgorithm: publicKeyAlgorithm(pub)}, execute)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", p.name, err)
+	}
+	cert := xc.GetCertificate()
+	// A profile must not mint CAs: the intermediate's pathLen 0 would make
+	// such a certificate useless to conforming verifiers, but not to all.
+	if cert.IsCA || cert.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
+		return nil, fmt.Errorf("profile %q: the template makes a CA certificate; profiles issue end-entity certificates only", p.name)
+	}
+	return cert, nil
+}
+
+// dryRun renders the profile once with a throwaway key, so that a broken
+// template fails at start-up rather than at the first enrollment.
+func (p *profile) dryRun(u urls) error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	if _, err := p.render("dry-run-device", k.Public(), u); err != nil {
+		return pki.Wrap(pki.Invalid, err, fmt.Sprintf("profile %q does not render", p.name))
+	}
+	return nil
+}
+
+// checkKey refuses keys that are weak, unknown or not accepted by the profile.
+func (p *profile) checkKey(pub crypto.PublicKey) error {
+	var kt string
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < minRSABits || n > maxRSABits {
+			return pki.Errorf(pki.Invalid, "RSA-%d key refused: %d to %d bits are accepted", n, minRSABits, maxRSABits)
+		}
+		if k.E < minRSAExponent || k.E%2 == 0 {
+			return pki.Errorf(pki.Invalid, "RSA public exponent %d refused: it must be odd and at least %d", k.E, minRSAExponent)
+		}
+		kt = KeyTypeRSA
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			kt = KeyTypeECDSAP256
+		case elliptic.P384():
+			kt = KeyTypeECDSAP384
+		default:
+			return pki.Errorf(pki.Invalid, "ECDSA curve %s refused: P-256 and P-384 are accepted", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+		if !p.allowEd25519 {
+			return pki.Errorf(pki.Invalid, "Ed25519 keys are not accepted by profile %q", p.name)
+		}
+		return nil
+	default:
+		return pki.Errorf(pki.Invalid, "key type %T is not supported", pub)
+	}
+	if !slices.Contains(p.keyTypes, kt) {
+		return pki.Errorf(pki.Invalid, "%s keys are not accepted by profile %q (accepted: %s)", kt, p.name, strings.Join(p.keyTypes, ", "))
+	}
+	return nil
+}
+
+func publicKeyAlgorithm(pub crypto.PublicKey) x509.PublicKeyAlgorithm {
+	switch pub.(type) {
+	case *rsa.PublicKey:
+		return x509.RSA
+	case *ecdsa.PublicKey:
+		return x509.ECDSA
+	case ed25519.PublicKey:
+		return x509.Ed25519
+	}
+	return x509.UnknownPublicKeyAlgorithm
+}
+
+// loadProfiles compiles the built-in profile and every *.json file in dir
+// (which may be empty: no extra profiles), checking each with a dry run.
+func loadProfiles(dir string, u urls) (map[string]*profile, error) {
+	specs := []ProfileSpec{builtinDeviceSpec}
+	if dir != "" {
+		paths, err := filepath.Glob(filepath.Join(dir, "*.json"))
+		if err != nil {
+			return nil, fmt.Errorf("list profiles: %w", err)
+		}
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("profiles directory: %w", err)
+		}
+		slices.Sort(paths)
+		seen := map[string]string{}
+		for _, path := range paths {
+			spec, err := readProfileSpec(path)
+			if err != nil {
+				return nil, err
+			}
+			if prev, dup := seen[spec.Name]; dup {
+				return nil, pki.Errorf(pki.Invalid, "profile %q is defined twice (%s and %s)", spec.Name, prev, path)
+			}
+			seen[spec.Name] = path
+			if spec.Name == DefaultProfile {
+				specs[0] = spec // replaces the built-in device profile
+				continue
+			}
+			specs = append(specs, spec)
+		}
+	}
+	out := make(map[string]*profile, len(specs))
+	for _, spec := range specs {
+		p, err := compileProfile(spec)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.dryRun(u); err != nil {
+			return nil, err
+		}
+		out[p.name] = p
+	}
+	return out, nil
+}
+
+func readProfileSpec(path string) (ProfileSpec, error) {
+	var spec ProfileSpec
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return spec, fmt.Errorf("read profile: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // a misspelt "validty" must not silently become the default
+	if err := dec.Decode(&spec); err != nil {
+		return spec, pki.Wrap(pki.Invalid, err, "profile file "+path+" is not a valid profile")
+	}
+	return spec, nil
+}
