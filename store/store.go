@@ -11,6 +11,7 @@ package store
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/fleetpki/fleetpki/pki"
@@ -122,4 +123,12 @@ type DeviceFilter struct {
 	MetaValue string
 	Limit     int
 	Cursor    string
+}
+
+// Options configure opening a store.
+type Options struct {
+	// Logger receives migration and background messages; nil discards them.
+	Logger *slog.Logger
+	// NoMigrate opens without applying pending migrations.
+	NoMigrate bool
 }

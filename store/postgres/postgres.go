@@ -1,0 +1,127 @@
+// Package postgres is fleetpki's production store: PostgreSQL through a
+// pgx/v5 connection pool. Several fleetpki processes may share one database;
+// migrations take a session advisory lock, and the audit chain's head row is
+// locked by every transaction that appends to it.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/fleetpki/fleetpki/migrations"
+	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/store"
+	"github.com/fleetpki/fleetpki/store/internal/sqlstore"
+)
+
+// Store is the PostgreSQL store.
+type Store struct {
+	*sqlstore.Store
+	pool *pgxpool.Pool
+	db   *sql.DB
+	opts store.Options
+}
+
+var _ store.Store = (*Store)(nil)
+
+var dialect = sqlstore.Dialect{
+	Name:      "postgres",
+	ForUpdate: "FOR UPDATE",
+	Time:      sqlstore.PostgresTime,
+	MetadataMatch: func(arg func(any) string, key, value string) string {
+		// Containment is what the GIN (jsonb_path_ops) index answers.
+		b, _ := json.Marshal(map[string]string{key: value})
+		return "metadata @> " + arg(string(b)) + "::jsonb"
+	},
+	IsUniqueViolation: func(err error) bool {
+		var e *pgconn.PgError
+		return errors.As(err, &e) && e.Code == "23505"
+	},
+	IsUnavailable: isUnavailable,
+}
+
+func isUnavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08: connection exception; 57P0x: server shutting down; 53: insufficient resources.
+		return len(pe.Code) == 5 && (pe.Code[:2] == "08" || pe.Code[:4] == "57P0" || pe.Code[:2] == "53")
+	}
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || errors.As(err, &ne) || pgconn.SafeToRetry(err)
+}
+
+// Open connects to the database at dsn (a postgres:// URL or key=value
+// string), checks it answers, and applies pending migrations unless
+// opts.NoMigrate is set.
+func Open(ctx context.Context, dsn string, opts store.Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// The parse error may quote the URL with its password: do not wrap it.
+		return nil, pki.Errorf(pki.Invalid, "the database URL is not valid")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, pki.Wrap(pki.Unavailable, fmt.Errorf("postgres %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err),
+			fmt.Sprintf("the database at %s:%d cannot be reached", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	s := &Store{pool: pool, db: db, opts: opts}
+	if !opts.NoMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			_ = db.Close()
+			pool.Close()
+			return nil, err
+		}
+	}
+	s.Store = sqlstore.New(db, db, dialect, opts.Logger)
+	return s, nil
+}
+
+// Pool returns the underlying pgx pool (for LISTEN/NOTIFY and the like).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the store and its pool.
+func (s *Store) Close() error {
+	err := s.Store.Close()
+	s.pool.Close()
+	return err
+}
+
+// Migrate applies pending migrations under a session advisory lock, so
+// replicas starting together migrate once.
+func (s *Store) Migrate(ctx context.Context) error {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("postgres migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, s.db, migrations.Postgres(),
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("postgres migrations: %w", err)
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres migrations: %w", err)
+	}
+	if s.opts.Logger != nil {
+		for _, r := range res {
+			s.opts.Logger.InfoContext(ctx, "migration applied", "dialect", "postgres", "version", r.Source.Version, "duration", r.Duration)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+// Package sqlite is fleetpki's embedded, zero-setup store: a single SQLite
+// file (pure Go, no cgo) in the data directory. It suits one fleetpki
+// process; replicas must share Postgres instead.
+//
+// Policy: WAL journal with synchronous=FULL, because an issued certificate
+// must survive a power cut once its caller has it; one connection writes
+// (SQLite allows one writer, and waiting in Go beats SQLITE_BUSY), several read.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+
+	"github.com/pressly/goose/v3"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/fleetpki/fleetpki/migrations"
+	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/store"
+	"github.com/fleetpki/fleetpki/store/internal/sqlstore"
+)
+
+// Store is the SQLite store.
+type Store struct {
+	*sqlstore.Store
+	db   *sql.DB
+	opts store.Options
+}
+
+var _ store.Store = (*Store)(nil)
+
+var dialect = sqlstore.Dialect{
+	Name: "sqlite",
+	Time: sqlstore.SQLiteTime,
+	MetadataMatch: func(arg func(any) string, key, value string) string {
+		// Keys are restricted to [A-Za-z0-9._-] by pki.ValidateMetadata, so
+		// quoting the key in the JSON path is safe.
+		return "json_extract(metadata, " + arg(`$."`+key+`"`) + ") = " + arg(value)
+	},
+	IsUniqueViolation: func(err error) bool {
+		var e *sqlite.Error
+		if errors.As(err, &e) {
+			return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+		}
+		return false
+	},
+	IsUnavailable: func(err error) bool {
+		var e *sqlite.Error
+		if errors.As(err, &e) {
+			switch e.Code() & 0xff {
+			case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_READONLY:
+				return true
+			}
+		}
+		return false
+	},
+}
+
+func dsn(path string, write bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	if write {
+		// Take the write lock at BEGIN, so a transaction never fails half way
+		// when it upgrades from reading to writing.
+		q.Set("_txlock", "immediate")
+	} else {
+		q.Add("_pragma", "query_only(1)")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Open opens (creating if needed) the SQLite database at path and applies
+// pending migrations unless opts.NoMigrate is set.
+func Open(ctx context.Context, path string, opts store.Options) (*Store, error) {
+	w, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.PingContext(ctx); err != nil {
+		_ = w.Close()
+		return nil, pki.Wrap(pki.Unavailable, fmt.Errorf("open sqlite %s: %w", path, err), "the database cannot be opened")
+	}
+	s := &Store{db: w, opts: opts}
+	if !opts.NoMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			_ = w.Close()
+			return nil, err
+		}
+	}
+	r, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	s.Store = sqlstore.New(w, r, dialect, opts.Logger)
+	return s, nil
+}
+
+// Migrate applies pending migrations.
+func (s *Store) Migrate(ctx context.Context) error {
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, migrations.SQLite(), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqlite migrations: %w", err)
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite migrations: %w", err)
+	}
+	if s.opts.Logger != nil {
+		for _, r := range res {
+			s.opts.Logger.InfoContext(ctx, "migration applied", "dialect", "sqlite", "version", r.Source.Version, "duration", r.Duration)
+		}
+	}
+	return nil
+}
