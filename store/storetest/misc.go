@@ -15,7 +15,6 @@ import (
 
 func testAuditChain(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	f := fixture{t, s}
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Add(1)
@@ -40,7 +39,6 @@ func testAuditChain(t *testing.T, s store.Store) {
 		}()
 	}
 	wg.Wait()
-	_ = f
 	evs := auditLog(t, s)
 	if len(evs) != 8*4 {
 		t.Fatalf("audit has %d events, want 32", len(evs))

@@ -4,7 +4,6 @@
 package storetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -142,5 +141,3 @@ func equalCert(t *testing.T, got, want pki.CertRecord) {
 }
 
 func ts(t time.Time) string { return t.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano) }
-
-func sameBytes(a, b []byte) bool { return bytes.Equal(a, b) }
