@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -35,9 +36,10 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 var dialect = sqlstore.Dialect{
-	Name:      "postgres",
-	ForUpdate: "FOR UPDATE",
-	Time:      sqlstore.PostgresTime,
+	Name:        "postgres",
+	ForUpdate:   "FOR UPDATE",
+	WritableCTE: true,
+	Time:        sqlstore.PostgresTime,
 	MetadataMatch: func(arg func(any) string, key, value string) string {
 		// Containment is what the GIN (jsonb_path_ops) index answers.
 		b, _ := json.Marshal(map[string]string{key: value})
@@ -70,6 +72,9 @@ func Open(ctx context.Context, dsn string, opts store.Options) (*Store, error) {
 		// The parse error may quote the URL with its password: do not wrap it.
 		return nil, pki.Errorf(pki.Invalid, "the database URL is not valid")
 	}
+	// Group inserts vary in size, so their SQL text varies: preparing each
+	// variant would cost a round trip and fill the statement cache.
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)

@@ -19,3 +19,12 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+func BenchmarkInsertCertificate(b *testing.B) {
+	s, err := postgres.Open(context.Background(), pgtest.NewDatabase(b), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchInsert(b, s)
+}

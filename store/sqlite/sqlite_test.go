@@ -19,3 +19,12 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+func BenchmarkInsertCertificate(b *testing.B) {
+	s, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "fleetpki.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchInsert(b, s)
+}

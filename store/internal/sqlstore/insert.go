@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/fleetpki/fleetpki/pki"
 )
@@ -24,6 +25,7 @@ type insertReq struct {
 	dev  pki.Device
 	ev   pki.AuditEvent
 	err  error
+	dup  bool // refused before reaching the database
 	done chan error
 }
 
@@ -89,26 +91,27 @@ func (s *Store) commitBatch(batch []*insertReq) {
 			r.done <- fmt.Errorf("insert certificate %s: %w", r.cert.Serial, err)
 			continue
 		}
-		r.err = nil
+		r.err, r.dup = nil, false
 		live = append(live, r)
+	}
+	// The group's transaction must not die with one caller's context.
+	ctx := context.Background()
+	live = s.dropDuplicates(live)
+	for _, r := range dups(batch) {
+		r.done <- r.err
 	}
 	if len(live) == 0 {
 		return
 	}
-	// The group's transaction must not die with one caller's context.
-	ctx := context.Background()
-	err := s.inTx(ctx, "insert certificates", func(tx *sql.Tx) error {
-		h, err := s.lockHead(ctx, tx)
-		if err != nil {
-			return err
+	err := s.insertFast(ctx, live)
+	if err != nil {
+		if s.head != nil {
+			s.log.Debug("group insert fast path failed; retrying under the lock", "err", err)
 		}
-		for _, r := range live {
-			if r.err = s.insertOne(ctx, tx, h, r); r.err != nil && !errors.Is(r.err, pki.Conflict) {
-				return r.err
-			}
-		}
-		return s.saveHead(ctx, tx, h)
-	})
+		err = s.inTx(ctx, "insert certificates", func(tx *sql.Tx) error {
+			return s.insertLocked(ctx, tx, live)
+		})
+	}
 	for _, r := range live {
 		switch {
 		case err != nil:
@@ -121,45 +124,201 @@ func (s *Store) commitBatch(batch []*insertReq) {
 	}
 }
 
-// insertOne inserts the certificate first, so that a duplicate serial or
-// fingerprint is found before the device or the audit log are touched (the
-// device foreign key is checked at commit).
-func (s *Store) insertOne(ctx context.Context, tx *sql.Tx, h *chainHead, r *insertReq) error {
-	c := r.cert
-	res, err := tx.ExecContext(ctx, `INSERT INTO certificates
-		(serial, device_id, profile, status, not_before, not_after, der, issuer_key_id, fingerprint_sha256, revoked_at, reason, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		ON CONFLICT DO NOTHING`,
-		string(c.Serial), c.DeviceID, c.Profile, string(c.Status), s.t(c.NotBefore), s.t(c.NotAfter), c.DER,
-		c.IssuerKeyID, c.FingerprintSHA256, s.tp(c.RevokedAt), int(c.Reason), s.t(c.CreatedAt))
-	if err != nil {
-		return fmt.Errorf("insert certificate %s: %w", c.Serial, err)
+// dropDuplicates fails the requests whose serial or fingerprint an earlier
+// request of the group has (the first wins, as in sequence) and returns the rest.
+func (s *Store) dropDuplicates(batch []*insertReq) []*insertReq {
+	seen := make(map[string]bool, 2*len(batch))
+	out := batch[:0:0]
+	for _, r := range batch {
+		c := r.cert
+		if seen["s"+string(c.Serial)] || seen["f"+c.FingerprintSHA256] {
+			r.err, r.dup = conflict(c.Serial), true
+			continue
+		}
+		seen["s"+string(c.Serial)], seen["f"+c.FingerprintSHA256] = true, true
+		out = append(out, r)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("insert certificate %s: %w", c.Serial, err)
-	} else if n == 0 {
-		return pki.Errorf(pki.Conflict, "a certificate with serial %s or the same fingerprint exists", c.Serial)
-	}
-	if err := s.upsertDevice(ctx, tx, r.dev); err != nil {
-		return err
-	}
-	return s.appendEvent(ctx, tx, h, r.ev)
+	return out
 }
 
-// upsertDevice creates the device, or marks it active again and, when
-// metadata is given, replaces its metadata.
-func (s *Store) upsertDevice(ctx context.Context, tx *sql.Tx, d pki.Device) error {
-	meta, err := jsonArg(nonNil(d.Metadata))
-	if err != nil {
-		return fmt.Errorf("encode metadata: %w", err)
+func dups(batch []*insertReq) []*insertReq {
+	var out []*insertReq
+	for _, r := range batch {
+		if r.dup {
+			out = append(out, r)
+		}
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, status, metadata, created_at, updated_at)
-		VALUES ($1, 'active', $2, $3, $4)
-		ON CONFLICT (id) DO UPDATE SET status = 'active', updated_at = excluded.updated_at,
-			metadata = CASE WHEN $5 THEN excluded.metadata ELSE devices.metadata END`,
-		d.ID, meta, s.t(d.CreatedAt), s.t(d.UpdatedAt), d.Metadata != nil)
-	if err != nil {
-		return fmt.Errorf("upsert device %q: %w", d.ID, err)
+	return out
+}
+
+// insertFast writes the whole group in ONE autocommitted statement, where
+// the dialect allows data-modifying WITH clauses (Postgres): a loopback
+// round trip costs about as much as the work, so one instead of seven
+// matters. It is optimistic: it links the events to the chain head this
+// process wrote last, and swaps the head only if it is still that one; the
+// statement fails as a whole (fleetpki_assert raises) when another writer
+// moved the head or a certificate conflicts, and the caller then takes the
+// locked path, which sorts both out.
+func (s *Store) insertFast(ctx context.Context, batch []*insertReq) error {
+	if !s.d.WritableCTE || s.head == nil {
+		return errors.New("no fast path")
 	}
+	var a args
+	h := *s.head
+	parts := []string{"c AS (" + s.certInsert(&a, batch) + " RETURNING 1)"}
+	for i, q := range s.deviceUpserts(&a, batch) {
+		parts = append(parts, fmt.Sprintf("d%d AS (%s)", i, q))
+	}
+	parts = append(parts, "e AS ("+s.eventInsert(&a, &h, batch)+")",
+		"h AS (UPDATE audit_head SET seq = "+a.add(h.seq)+", hash = "+a.add(h.hash)+
+			" WHERE id = 1 AND seq = "+a.add(s.head.seq)+" RETURNING 1)")
+	q := "WITH " + strings.Join(parts, ",\n") + "\nSELECT fleetpki_assert((SELECT count(*) FROM c) = " + a.add(len(batch)) +
+		" AND (SELECT count(*) FROM h) = 1, 'group insert: conflict or concurrent audit writer')"
+	if _, err := s.db.ExecContext(ctx, q, a...); err != nil {
+		return err
+	}
+	s.head = &h
 	return nil
+}
+
+// insertLocked writes a group inside a transaction holding the audit head's
+// lock: the certificates first (a duplicate serial or fingerprint is
+// skipped by ON CONFLICT DO NOTHING and fails only its own request; the
+// device foreign key is checked at commit), then the devices of the
+// certificates that went in, then their audit events.
+func (s *Store) insertLocked(ctx context.Context, tx *sql.Tx, batch []*insertReq) error {
+	h, err := s.lockHead(ctx, tx)
+	if err != nil {
+		return err
+	}
+	var a args
+	rows, err := tx.QueryContext(ctx, s.certInsert(&a, batch)+" RETURNING serial", a...)
+	if err != nil {
+		return fmt.Errorf("insert certificates: %w", err)
+	}
+	inserted := make(map[string]bool, len(batch))
+	for rows.Next() {
+		var serial string
+		if err := rows.Scan(&serial); err != nil {
+			rows.Close()
+			return fmt.Errorf("insert certificates: %w", err)
+		}
+		inserted[serial] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("insert certificates: %w", err)
+	}
+	var ok []*insertReq
+	for _, r := range batch {
+		r.err = nil
+		if !inserted[string(r.cert.Serial)] {
+			r.err = conflict(r.cert.Serial)
+			continue
+		}
+		ok = append(ok, r)
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	a = nil
+	for _, q := range s.deviceUpserts(&a, ok) {
+		if _, err := tx.ExecContext(ctx, q, a...); err != nil {
+			return fmt.Errorf("upsert devices: %w", err)
+		}
+		a = nil
+	}
+	a = nil
+	if _, err := tx.ExecContext(ctx, s.eventInsert(&a, h, ok), a...); err != nil {
+		return fmt.Errorf("insert audit events: %w", err)
+	}
+	if err := s.saveHead(ctx, tx, h); err != nil {
+		return err
+	}
+	s.head = h // becomes true at commit; if the commit fails the fast path just fails once
+	return nil
+}
+
+func conflict(serial pki.Serial) error {
+	return pki.Errorf(pki.Conflict, "a certificate with serial %s or the same fingerprint exists", serial)
+}
+
+// certInsert returns the INSERT of the group's certificates (binding into a).
+func (s *Store) certInsert(a *args, batch []*insertReq) string {
+	rows := make([]string, 0, len(batch))
+	for _, r := range batch {
+		c := r.cert
+		rows = append(rows, "("+strings.Join([]string{a.add(string(c.Serial)), a.add(c.DeviceID), a.add(c.Profile),
+			a.add(string(c.Status)), a.add(s.t(c.NotBefore)), a.add(s.t(c.NotAfter)), a.add(c.DER), a.add(c.IssuerKeyID),
+			a.add(c.FingerprintSHA256), a.add(s.tp(c.RevokedAt)), a.add(int(c.Reason)), a.add(s.t(c.CreatedAt))}, ", ")+")")
+	}
+	return `INSERT INTO certificates
+		(serial, device_id, profile, status, not_before, not_after, der, issuer_key_id, fingerprint_sha256, revoked_at, reason, created_at)
+		VALUES ` + strings.Join(rows, ", ") + ` ON CONFLICT DO NOTHING`
+}
+
+// deviceUpserts returns up to two statements (binding into a; run them with
+// one args each in order, or together) that create the group's devices or
+// mark them active again; a request that carries metadata replaces the
+// stored metadata. One statement may not touch a row twice, so requests are
+// merged per device first: the last metadata given wins.
+func (s *Store) deviceUpserts(a *args, batch []*insertReq) []string {
+	type merged struct {
+		dev  pki.Device
+		meta map[string]string
+	}
+	byID := map[string]*merged{}
+	var order []string
+	for _, r := range batch {
+		m, ok := byID[r.dev.ID]
+		if !ok {
+			m = &merged{dev: r.dev}
+			byID[r.dev.ID] = m
+			order = append(order, r.dev.ID)
+		}
+		m.dev.UpdatedAt = r.dev.UpdatedAt
+		if r.dev.Metadata != nil {
+			m.meta = r.dev.Metadata
+		}
+	}
+	var out []string
+	for _, replace := range []bool{true, false} {
+		var rows []string
+		for _, id := range order {
+			m := byID[id]
+			if (m.meta != nil) != replace {
+				continue
+			}
+			meta, _ := jsonArg(nonNil(m.meta)) // a map of strings always encodes
+			rows = append(rows, "("+a.add(id)+", 'active', "+a.add(meta)+", "+a.add(s.t(m.dev.CreatedAt))+", "+a.add(s.t(m.dev.UpdatedAt))+")")
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		set := "status = 'active', updated_at = excluded.updated_at"
+		if replace {
+			set += ", metadata = excluded.metadata"
+		}
+		out = append(out, `INSERT INTO devices (id, status, metadata, created_at, updated_at) VALUES `+
+			strings.Join(rows, ", ")+` ON CONFLICT (id) DO UPDATE SET `+set)
+	}
+	return out
+}
+
+// eventInsert links the requests' events to the chain after h (advancing
+// h) and returns their INSERT (binding into a).
+func (s *Store) eventInsert(a *args, h *chainHead, batch []*insertReq) string {
+	rows := make([]string, 0, len(batch))
+	for _, r := range batch {
+		ev := r.ev
+		ev.Seq, ev.Time, ev.PrevHash = h.seq+1, norm(ev.Time), h.hash
+		ev.Hash = ev.ChainHash(h.hash)
+		details, _ := jsonArg(nonNil(ev.Details)) // a map of strings always encodes
+		rows = append(rows, "("+strings.Join([]string{a.add(ev.Seq), a.add(s.t(ev.Time)), a.add(ev.Actor.Name),
+			a.add(ev.Actor.CredentialID), a.add(ev.Actor.RemoteAddr), a.add(ev.Actor.RequestID), a.add(ev.Action),
+			a.add(ev.Target), a.add(details), a.add(ev.PrevHash), a.add(ev.Hash)}, ", ")+")")
+		h.seq, h.hash = ev.Seq, ev.Hash
+	}
+	return `INSERT INTO audit_events
+		(seq, time, actor_name, credential_id, remote_addr, request_id, action, target, details, prev_hash, hash)
+		VALUES ` + strings.Join(rows, ", ")
 }

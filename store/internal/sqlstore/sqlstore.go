@@ -33,6 +33,9 @@ type Dialect struct {
 	MetadataMatch func(arg func(any) string, key, value string) string
 	// IsUniqueViolation reports whether err is a unique-constraint violation.
 	IsUniqueViolation func(error) bool
+	// WritableCTE says the database runs INSERT/UPDATE inside WITH and has
+	// the fleetpki_assert function, enabling the one-statement group insert.
+	WritableCTE bool
 	// IsUnavailable reports whether err means the database cannot be reached.
 	IsUnavailable func(error) bool
 }
@@ -44,6 +47,9 @@ type Store struct {
 	d   Dialect
 	log *slog.Logger
 
+	// head is the audit chain head this process wrote last; only the
+	// insert loop reads or writes it.
+	head      *chainHead
 	inserts   chan *insertReq
 	stop      chan struct{}
 	done      chan struct{}
