@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// defaultTokenTTL keeps a forgotten admin token from living for ever;
+// --ttl 0 asks for one that does not expire.
+const defaultTokenTTL = 90 * 24 * time.Hour
+
+// userCreate creates an administrator. The password is generated and
+// printed alone on the last line of standard output, or read from the first
+// line of standard input with --password-stdin (and then not printed).
+func (c *cli) userCreate(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("user create", cfg)
+	name := fs.String("name", "", "user name (required): 1–64 of a-z 0-9 . _ -")
+	role := fs.String("role", "", "admin, operator or auditor (required)")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of generating one")
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	if *name == "" || *role == "" {
+		return usageError{errors.New("user create: --name and --role are required")}
+	}
+	r, err := pki.ParseRole(*role)
+	if err != nil {
+		return usageError{fmt.Errorf("user create: --role: %w", err)}
+	}
+	password := ""
+	if *fromStdin {
+		if password, err = readLine(c); err != nil {
+			return err
+		}
+	} else {
+		password = ca.RandomPassword()
+	}
+
+	st, err := openStore(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := ca.NewAccounts(st, nil).CreateUser(ctx, *name, r, password, cliActor()); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "Created user %q with role %s.\n", *name, r)
+	if !*fromStdin {
+		fmt.Fprintln(c.stderr, "Its password follows; it is shown only now:")
+		fmt.Fprintln(c.stdout, password)
+	}
+	return nil
+}
+
+// readLine reads the first line of standard input, without its line ending.
+func readLine(c *cli) (string, error) {
+	line, err := bufio.NewReader(c.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("read the password from standard input: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// userToken creates an admin API token for an existing user and prints it
+// alone on the last line of standard output.
+func (c *cli) userToken(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("user token", cfg)
+	name := fs.String("name", "", "user the token acts as (required)")
+	ttl := durationValue(defaultTokenTTL)
+	fs.Var(&ttl, "ttl", "token lifetime, e.g. 12h or 30d; 0 means it never expires")
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	if *name == "" {
+		return usageError{errors.New("user token: --name is required")}
+	}
+	st, err := openStore(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	secret, err := ca.NewAccounts(st, nil).CreateToken(ctx, *name, time.Duration(ttl), cliActor())
+	if err != nil {
+		return err
+	}
+	expiry := "never expires"
+	if ttl > 0 {
+		expiry = "expires " + time.Now().Add(time.Duration(ttl)).UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(c.stderr, "API token for %q (%s); it is shown only now:\n", *name, expiry)
+	fmt.Fprintln(c.stdout, secret)
+	return nil
+}
+
+// credentialCreate creates an enrollment credential for a factory line and
+// prints its secret alone on the last line of standard output.
+func (c *cli) credentialCreate(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("credential create", cfg)
+	name := fs.String("name", "", "credential name (required), e.g. the factory line")
+	var profiles listValue
+	fs.Var(&profiles, "profile", "profile the credential may enroll with; repeat or comma-separate (default device)")
+	pattern := fs.String("device-pattern", "", "regular expression the whole device id must match (default: any id)")
+	var expires durationValue
+	fs.Var(&expires, "expires", "lifetime, e.g. 720h or 30d; 0 means it never expires")
+	maxUses := fs.Int64("max-uses", 0, "number of enrollments allowed; 0 means unlimited")
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	if *name == "" {
+		return usageError{errors.New("credential create: --name is required")}
+	}
+	st, err := openStore(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(profiles) > 0 {
+		// Refuse a profile the CA does not know now rather than at the first enrollment.
+		known, err := knownProfiles(ctx, cfg, st, log)
+		if err != nil {
+			return err
+		}
+		for _, p := range profiles {
+			if !slices.Contains(known, p) {
+				return usageError{fmt.Errorf("credential create: unknown profile %q (known: %s)", p, strings.Join(known, ", "))}
+			}
+		}
+	}
+	secret, cred, err := ca.NewAccounts(st, nil).CreateCredential(ctx, ca.CredentialSpec{
+		Name: *name, Profiles: profiles, DevicePattern: *pattern, TTL: time.Duration(expires), MaxUses: *maxUses,
+	}, cliActor())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "Created enrollment credential %q (id %s, profiles %s); its secret is shown only now:\n",
+		cred.Name, cred.ID, strings.Join(cred.Profiles, ","))
+	fmt.Fprintln(c.stdout, secret)
+	return nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/fleetpki/fleetpki/ca"
+)
+
+// initCA creates a new CA hierarchy in the data directory, or imports an
+// existing issuing CA, without serving. It prints the root's SHA-256
+// fingerprint alone on standard output for scripts.
+func (c *cli) initCA(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("init", cfg)
+	chainFile := fs.String("import-chain", "", "PEM file with the issuing CA certificate, any further CAs, and the root last")
+	keyFile := fs.String("import-key", "", "PEM file with the issuing CA's private key (decrypted with the key password if encrypted)")
+	name := fs.String("ca-name", "fleetpki", "organisation and common-name prefix of a created CA (\"<name> Root CA\")")
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	importing := *chainFile != "" || *keyFile != ""
+	switch {
+	case importing && (*chainFile == "" || *keyFile == ""):
+		return usageError{errors.New("init: --import-chain and --import-key go together")}
+	case importing && (isSet(fs, "key-algorithm") || isSet(fs, "ca-name")):
+		return usageError{errors.New("init: --key-algorithm and --ca-name apply to a created CA, not to an imported one")}
+	}
+
+	// Open the store first: an unreachable database should fail before keys are made.
+	st, err := openStore(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var h *ca.Hierarchy
+	if importing {
+		chainPEM, err := os.ReadFile(*chainFile)
+		if err != nil {
+			return fmt.Errorf("--import-chain: %w", err)
+		}
+		keyPEM, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return fmt.Errorf("--import-key: %w", err)
+		}
+		if h, err = ca.Import(ctx, cfg.DataDir, chainPEM, keyPEM, cfg.keyPassword); err != nil {
+			return err
+		}
+		if err := auditCAInit(ctx, st, h, "imported", ""); err != nil {
+			return err
+		}
+	} else {
+		h, err = ca.Init(ctx, ca.InitOptions{DataDir: cfg.DataDir, Algorithm: ca.KeyAlgorithm(cfg.KeyAlgorithm),
+			Name: *name, Password: cfg.keyPassword})
+		if err != nil {
+			return err
+		}
+		if err := auditCAInit(ctx, st, h, "created", cfg.KeyAlgorithm); err != nil {
+			return err
+		}
+	}
+	warnUnencrypted(ctx, cfg, log)
+	log.InfoContext(ctx, "CA ready", "imported", importing, "root", h.Root().Subject.String(),
+		"issuing_ca", h.Intermediate().Subject.String(), "data_dir", cfg.DataDir)
+	fmt.Fprintln(c.stderr, "Root certificate SHA-256 fingerprint (devices and enrolling clients pin it):")
+	fmt.Fprintln(c.stdout, h.RootFingerprint())
+	return nil
+}
+
+// migrate applies pending migrations and nothing else.
+func (c *cli) migrate(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("migrate", cfg)
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	log.InfoContext(ctx, "the database schema is up to date")
+	return nil
+}
+
+// auditVerify walks the audit log's hash chain; any break is an error.
+func (c *cli) auditVerify(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("audit verify", cfg)
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := ca.NewAccounts(st, nil).VerifyAudit(ctx)
+	if err != nil {
+		return fmt.Errorf("audit log verification FAILED after %d good events: %w", n, err)
+	}
+	fmt.Fprintf(c.stdout, "audit log intact: %d events verified\n", n)
+	return nil
+}
+
+// version prints the module version (set by the build's -ldflags or by the
+// Go toolchain from version control) and the Go version.
+func (c *cli) version(_ context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("version", cfg)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	v := linkedVersion
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "" {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v += " " + s.Value
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	fmt.Fprintf(c.stdout, "fleetpki %s %s/%s %s\n", v, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	return nil
+}
+
+// linkedVersion is set at link time (-ldflags "-X main.linkedVersion=v1.2.3")
+// and never written while the program runs.
+var linkedVersion string

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+)
+
+// Timeouts of the public HTTP listener. Its answers are small (certificates,
+// health, metrics; later OCSP and CRLs), so a slow client gets little time.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 16 << 10
+	// shutdownTimeout bounds the wait for in-flight requests after a signal.
+	shutdownTimeout = 10 * time.Second
+)
+
+// serve runs fleetpki: it opens (and migrates) the store, loads or creates
+// the CA and the admin user, and serves the public HTTP endpoints until
+// SIGINT or SIGTERM.
+func (c *cli) serve(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("serve", cfg)
+	log, err := c.start(fs, cfg, args, true)
+	if err != nil {
+		return err
+	}
+	warnDataDirMode(ctx, cfg, log)
+
+	st, err := openStore(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	h, created, err := loadOrCreateCA(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	// The CA is built now so that a bad public URL or profile fails the start;
+	// the HTTPS API (a later issue) will issue and revoke through it.
+	if _, err := newCA(ctx, cfg, h, st, log); err != nil {
+		return err
+	}
+	if err := ensureAdmin(ctx, cfg, st, log); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := &http.Server{
+		Handler:           newPublicHandler(publicConfig{Hierarchy: h, Ready: st.Ping, Registry: reg, Logger: log}),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	base := "http://" + ln.Addr().String()
+	log.InfoContext(ctx, "CA ready", "created", created, "root", h.Root().Subject.String(),
+		"issuing_ca", h.Intermediate().Subject.String(), "root_sha256", h.RootFingerprint())
+	log.InfoContext(ctx, "listening", "listener", "http", "addr", ln.Addr().String(),
+		"url", base, "ca_chain", base+"/ca.pem", "health", base+"/healthz", "metrics", base+"/metrics")
+	log.InfoContext(ctx, "the HTTPS API and the MQTT broker are not part of this build yet; their addresses are only checked",
+		"https_addr", cfg.HTTPSAddr, "mqtt_addr", cfg.MQTTAddr)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http listener: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.InfoContext(ctx, "shutting down", "timeout", shutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.InfoContext(context.WithoutCancel(ctx), "stopped")
+	return nil
+}

@@ -1,0 +1,219 @@
+package archtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/fleetpki/fleetpki"
+
+// Third-party paths that only the store backends (and cmd, which wires them) may import.
+const (
+	pgx    = "github.com/jackc/pgx"
+	sqlite = "modernc.org/sqlite"
+)
+
+// rule constrains the production (non-test) imports of a package and its
+// subpackages. Paths in allow and deny are module-relative for the module's
+// own packages ("store") and full for others; each also covers subpackages.
+type rule struct {
+	pkg string
+	// stdOnly allows the standard library only.
+	stdOnly bool
+	// allow, when not nil, lists the only module packages that may be
+	// imported (besides the package's own subpackages); third-party imports
+	// are not limited by it.
+	allow []string
+	// deny lists imports that are refused, in or outside the module.
+	deny []string
+}
+
+// rules is the layout table of docs/architecture.md. A package is checked
+// by the rule with the longest matching pkg; packages that match none get
+// defaultRule, so new packages cannot reach into the store backends either.
+func rules() []rule {
+	return []rule{
+		{pkg: "cmd"}, // the composition root may import everything
+		{pkg: "pki", stdOnly: true},
+		{pkg: "migrations", allow: []string{}},
+		{pkg: "ca", allow: []string{"pki"}, deny: []string{"store", pgx, sqlite}},
+		{pkg: "store", allow: []string{"pki", "migrations", "store"}},
+		{pkg: "api", deny: []string{"store", pgx, sqlite}},
+		{pkg: "web", deny: []string{"store", pgx, sqlite}},
+		{pkg: "ocspresponder", deny: []string{"store", "ca", pgx, sqlite}},
+		{pkg: "crl", deny: []string{"store", "ca", pgx, sqlite}},
+		{pkg: "broker", deny: []string{"store", "ca", pgx, sqlite}},
+	}
+}
+
+// defaultRule keeps packages without a rule of their own away from the store backends.
+func defaultRule() rule {
+	return rule{deny: []string{"store/postgres", "store/sqlite", "store/internal", pgx, sqlite}}
+}
+
+// pkgInfo is the part of `go list -json` output the test reads.
+type pkgInfo struct {
+	ImportPath string
+	Imports    []string
+}
+
+func TestImportDirections(t *testing.T) {
+	pkgs := listPackages(t)
+	if len(pkgs) < 3 {
+		t.Fatalf("go list found only %d packages; is the test running inside the module?", len(pkgs))
+	}
+	for _, v := range violations(pkgs) {
+		t.Error(v)
+	}
+}
+
+// TestRulesCatchViolations checks the checker on a made-up module, so that a
+// broken rule cannot pass silently on a clean tree.
+func TestRulesCatchViolations(t *testing.T) {
+	m := func(p string) string { return module + "/" + p }
+	pkgs := []pkgInfo{
+		{m("pki"), []string{"fmt", "github.com/google/uuid"}},
+		{m("ca"), []string{m("pki"), m("store"), "go.step.sm/crypto/kms"}},
+		{m("api"), []string{m("ca"), m("store/sqlite"), "github.com/jackc/pgx/v5"}},
+		{m("crl"), []string{m("pki"), m("ca")}},
+		{m("store/postgres"), []string{m("store"), m("ca"), "github.com/jackc/pgx/v5"}},
+		{m("migrations"), []string{m("pki"), "embed"}},
+		{m("newthing"), []string{m("store/postgres"), m("ca")}},
+		{m("cmd/fleetpki"), []string{m("store/postgres"), m("api"), "github.com/jackc/pgx/v5"}},
+		{m("store/internal/sqlstore"), []string{m("pki"), m("store"), "database/sql"}},
+	}
+	want := []string{
+		"pki imports github.com/google/uuid",
+		"ca imports " + m("store"),
+		"api imports " + m("store/sqlite"),
+		"api imports github.com/jackc/pgx/v5",
+		"crl imports " + m("ca"),
+		"store/postgres imports " + m("ca"),
+		"migrations imports " + m("pki"),
+		"newthing imports " + m("store/postgres"),
+	}
+	got := violations(pkgs)
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w+":") }) {
+			t.Errorf("no violation reported for %q; got:\n%s", w, strings.Join(got, "\n"))
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d violations, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+}
+
+// violations returns one message per forbidden import.
+func violations(pkgs []pkgInfo) []string {
+	var out []string
+	for _, p := range pkgs {
+		rel, ok := relative(p.ImportPath)
+		if !ok {
+			continue
+		}
+		r := ruleFor(rel)
+		for _, imp := range p.Imports {
+			if why := r.check(rel, imp); why != "" {
+				out = append(out, rel+" imports "+imp+": "+why)
+			}
+		}
+	}
+	return out
+}
+
+func ruleFor(rel string) rule {
+	best, found := rule{}, false
+	for _, r := range rules() {
+		if within(rel, r.pkg) && (!found || len(r.pkg) > len(best.pkg)) {
+			best, found = r, true
+		}
+	}
+	if !found {
+		return defaultRule()
+	}
+	return best
+}
+
+// check returns why rel may not import imp, or "" when it may.
+func (r rule) check(rel, imp string) string {
+	impRel, internal := relative(imp)
+	target := imp
+	if internal {
+		target = impRel
+	}
+	for _, d := range r.deny {
+		if within(target, d) {
+			return "refused by the layout rule for " + ruleName(r)
+		}
+	}
+	switch {
+	case r.stdOnly && !isStd(imp):
+		return ruleName(r) + " may import the standard library only"
+	case internal && r.allow != nil && !within(impRel, r.pkg) &&
+		!slices.ContainsFunc(r.allow, func(a string) bool { return within(impRel, a) }):
+		return ruleName(r) + " may import only " + describe(r.allow) + " of this module"
+	}
+	return ""
+}
+
+func ruleName(r rule) string {
+	if r.pkg == "" {
+		return "packages without a rule of their own"
+	}
+	return r.pkg
+}
+
+func describe(allow []string) string {
+	if len(allow) == 0 {
+		return "nothing"
+	}
+	return strings.Join(allow, ", ")
+}
+
+// relative returns the module-relative path of a module package.
+func relative(importPath string) (string, bool) {
+	return strings.CutPrefix(importPath, module+"/")
+}
+
+// within reports whether path is pkg or one of its subpackages.
+func within(path, pkg string) bool {
+	return path == pkg || strings.HasPrefix(path, pkg+"/")
+}
+
+// isStd reports whether an import path is in the standard library: its
+// first element has no dot (and "C", cgo's pseudo-package, counts as one).
+func isStd(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
+// listPackages runs `go list -e -json` over the module. -e keeps a package
+// that does not compile (someone is in the middle of writing it) in the
+// list: its imports are still known.
+func listPackages(t *testing.T) []pkgInfo {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Imports", module+"/...")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	var pkgs []pkgInfo
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkgInfo
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			return pkgs
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+}

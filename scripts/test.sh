@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The project's test command (README: `make test`): formatting, go vet,
+# staticcheck (pinned), and the race-enabled tests, with a local PostgreSQL for
+# the Postgres tests. `scripts/test.sh lint` runs only the static checks;
+# `scripts/test.sh bench [regexp] [count]` runs the benchmarks (Postgres ones too).
+#
+# Postgres: the tests create (and drop) their own throw-away databases through
+# the admin URL in FLEETPKI_TEST_DATABASE_URL. When it is unset, this script
+# starts the local cluster if it is down and uses
+# postgres://postgres@127.0.0.1:<port>/postgres. If no server can be reached,
+# the Postgres tests skip — except with CI=true, where this script fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
+TEST_TIMEOUT=${TEST_TIMEOUT:-15m}
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+lint() {
+	log "gofmt"
+	local unformatted
+	unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
+	if [ -n "$unformatted" ]; then
+		printf 'gofmt: these files need formatting (run gofmt -w):\n%s\n' "$unformatted" >&2
+		return 1
+	fi
+	log "go vet"
+	go vet ./...
+	log "staticcheck ($STATICCHECK)"
+	go run "$STATICCHECK" ./...
+}
+
+# start_postgres starts the first local cluster if pg_lsclusters shows it
+# down and prints its port. It tolerates running as root (pg_ctlcluster then
+# switches to the cluster's owner) and machines without a local cluster.
+start_postgres() {
+	command -v pg_lsclusters >/dev/null 2>&1 || return 1
+	local ver name port status
+	read -r ver name port status _ < <(pg_lsclusters --no-header | head -n 1) || return 1
+	case "$status" in
+	online*) ;;
+	*)
+		log "starting PostgreSQL cluster $ver/$name"
+		pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start >&2 || return 1
+		;;
+	esac
+	echo "$port"
+}
+
+# pg_reachable waits up to 30 s for the server behind the URL to answer a query.
+pg_reachable() {
+	local url=$1 i
+	for i in $(seq 30); do
+		if command -v psql >/dev/null 2>&1; then
+			psql "$url" -qAtc 'select 1' >/dev/null 2>&1 && return 0
+		else
+			pg_isready -q -d "$url" 2>/dev/null && return 0
+		fi
+		sleep 1
+	done
+	return 1
+}
+
+setup_postgres() {
+	if [ -z "${FLEETPKI_TEST_DATABASE_URL:-}" ]; then
+		local port
+		port=$(start_postgres) || port=5432
+		FLEETPKI_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable"
+	fi
+	if pg_reachable "$FLEETPKI_TEST_DATABASE_URL"; then
+		export FLEETPKI_TEST_DATABASE_URL
+		log "Postgres tests use $(sed -E 's#//([^:@/]*):[^@/]*@#//\1:***@#' <<<"$FLEETPKI_TEST_DATABASE_URL")"
+		return 0
+	fi
+	if [ "${CI:-}" = true ]; then
+		echo "test.sh: PostgreSQL cannot be reached and CI=true: the Postgres tests must run in CI" >&2
+		return 1
+	fi
+	log "PostgreSQL cannot be reached: the Postgres tests will be skipped"
+	unset FLEETPKI_TEST_DATABASE_URL
+}
+
+case "${1:-all}" in
+lint)
+	lint
+	;;
+all)
+	lint
+	setup_postgres
+	log "go test -race"
+	go test -race -timeout "$TEST_TIMEOUT" ./...
+	;;
+bench)
+	setup_postgres
+	go test -run '^$' -bench "${2:-.}" -benchmem -count "${3:-1}" ./...
+	;;
+*)
+	echo "usage: $0 [all|lint|bench [regexp] [count]]" >&2
+	exit 2
+	;;
+esac
