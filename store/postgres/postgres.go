@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -72,9 +71,6 @@ func Open(ctx context.Context, dsn string, opts store.Options) (*Store, error) {
 		// The parse error may quote the URL with its password: do not wrap it.
 		return nil, pki.Errorf(pki.Invalid, "the database URL is not valid")
 	}
-	// Group inserts vary in size, so their SQL text varies: preparing each
-	// variant would cost a round trip and fill the statement cache.
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
