@@ -90,40 +90,22 @@ type Store interface {
 	Close() error
 }
 
-// Page is one page of a list, with the opaque cursor of the next page
-// ("" when this is the last).
-type Page[T any] struct {
-	Items []T
-	Next  string
-}
-
-// MaxLimit caps a page's size; DefaultLimit is used when a filter asks for 0.
-const (
-	MaxLimit     = 500
-	DefaultLimit = 50
+// The list types live in pki so that the CA can offer lists to the API
+// without either knowing this package; these aliases keep store's own names.
+type (
+	// Page is one page of a list; see pki.Page.
+	Page[T any] = pki.Page[T]
+	// CertFilter selects certificates; see pki.CertFilter.
+	CertFilter = pki.CertFilter
+	// DeviceFilter selects devices; see pki.DeviceFilter.
+	DeviceFilter = pki.DeviceFilter
 )
 
-// CertFilter selects certificates. Zero fields do not filter.
-type CertFilter struct {
-	DeviceID string
-	// Status filters by stored status (valid or revoked); CertExpired selects
-	// valid certificates whose NotAfter is before Now.
-	Status pki.CertStatus
-	Now    time.Time
-	Limit  int
-	Cursor string
-}
-
-// DeviceFilter selects devices. Zero fields do not filter.
-type DeviceFilter struct {
-	Status   pki.DeviceStatus
-	IDPrefix string
-	// MetaKey and MetaValue select devices whose metadata has this key with this value.
-	MetaKey   string
-	MetaValue string
-	Limit     int
-	Cursor    string
-}
+// Page size limits; see pki.MaxLimit and pki.DefaultLimit.
+const (
+	MaxLimit     = pki.MaxLimit
+	DefaultLimit = pki.DefaultLimit
+)
 
 // Options configure opening a store.
 type Options struct {
