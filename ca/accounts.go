@@ -26,6 +26,9 @@ type AccountStore interface {
 	GetAPIToken(ctx context.Context, hash []byte) (pki.APIToken, pki.User, error)
 	CreateCredential(ctx context.Context, c pki.Credential, ev pki.AuditEvent) error
 	GetCredentialByHash(ctx context.Context, hash []byte) (pki.Credential, error)
+	ListCredentials(ctx context.Context) ([]pki.Credential, error)
+	DisableCredential(ctx context.Context, id string, ev pki.AuditEvent) error
+	UseCredential(ctx context.Context, id string, at time.Time) error
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
 }
 
@@ -191,6 +194,58 @@ func (a *Accounts) CreateCredential(ctx context.Context, spec CredentialSpec, ac
 		return "", pki.Credential{}, fmt.Errorf("create credential %q: %w", spec.Name, err)
 	}
 	return secret, c, nil
+}
+
+// AuthenticateCredential returns the enrollment credential whose secret this
+// is. An unknown secret is pki.Unauthenticated; a disabled, expired or used-up
+// credential is pki.Forbidden (its holder is known, but may not enroll).
+func (a *Accounts) AuthenticateCredential(ctx context.Context, secret string) (pki.Credential, error) {
+	if !strings.HasPrefix(secret, credentialPrefix) {
+		return pki.Credential{}, pki.Errorf(pki.Unauthenticated, "invalid enrollment credential")
+	}
+	c, err := a.store.GetCredentialByHash(ctx, secretHash(secret))
+	if errors.Is(err, pki.NotFound) {
+		return pki.Credential{}, pki.Errorf(pki.Unauthenticated, "invalid enrollment credential")
+	}
+	if err != nil {
+		return pki.Credential{}, fmt.Errorf("authenticate credential: %w", err)
+	}
+	switch {
+	case c.Disabled:
+		return pki.Credential{}, pki.Errorf(pki.Forbidden, "the enrollment credential %q is disabled", c.Name)
+	case c.ExpiresAt != nil && !a.clock.Now().Before(*c.ExpiresAt):
+		return pki.Credential{}, pki.Errorf(pki.Forbidden, "the enrollment credential %q has expired", c.Name)
+	case c.MaxUses > 0 && c.Uses >= c.MaxUses:
+		return pki.Credential{}, pki.Errorf(pki.Forbidden, "the enrollment credential %q is used up", c.Name)
+	}
+	return c, nil
+}
+
+// useCredential spends one use; the store's conditional update makes the
+// last use go to exactly one of concurrent callers.
+func (a *Accounts) useCredential(ctx context.Context, id string) error {
+	if err := a.store.UseCredential(ctx, id, a.clock.Now()); err != nil {
+		return fmt.Errorf("use credential: %w", err)
+	}
+	return nil
+}
+
+// ListCredentials lists the enrollment credentials (without secrets, which are not kept).
+func (a *Accounts) ListCredentials(ctx context.Context) ([]pki.Credential, error) {
+	cs, err := a.store.ListCredentials(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	return cs, nil
+}
+
+// DisableCredential disables an enrollment credential; disabling it again changes nothing.
+func (a *Accounts) DisableCredential(ctx context.Context, id string, actor pki.Actor) error {
+	ev := pki.AuditEvent{Time: a.clock.Now(), Actor: actor, Action: pki.ActionCredentialDisable, Target: id}
+	if err := a.store.DisableCredential(ctx, id, ev); err != nil {
+		return fmt.Errorf("disable credential %s: %w", id, err)
+	}
+	return nil
 }
 
 // CompileDevicePattern compiles a credential's device-id pattern, anchored so

@@ -56,19 +56,8 @@ const (
 // The certificate is returned only after it, the device and the audit event
 // are committed; when the store fails, Issue returns the error and no certificate.
 func (c *CA) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
-	if err := pki.ValidateDeviceID(req.DeviceID); err != nil {
-		return nil, err
-	}
-	if err := pki.ValidateMetadata(req.Metadata); err != nil {
-		return nil, err
-	}
-	p, err := c.profile(req.Profile)
+	p, csr, err := c.check(ctx, req)
 	if err != nil {
-		return nil, err
-	}
-	csr, err := parseCSR(req.CSR, p)
-	if err != nil {
-		c.log.DebugContext(ctx, "enrollment refused", "device_id", req.DeviceID, "err", err)
 		return nil, err
 	}
 	return c.sign(ctx, signRequest{
@@ -79,6 +68,33 @@ func (c *CA) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		actor:    req.Actor,
 		action:   pki.ActionCertificateIssue,
 	})
+}
+
+// CheckRequest runs every check Issue makes before signing (device id,
+// metadata, profile, CSR, key), so a caller can refuse bad input before
+// spending anything on it, such as an enrollment credential's use.
+func (c *CA) CheckRequest(ctx context.Context, req IssueRequest) error {
+	_, _, err := c.check(ctx, req)
+	return err
+}
+
+func (c *CA) check(ctx context.Context, req IssueRequest) (*profile, *x509.CertificateRequest, error) {
+	if err := pki.ValidateDeviceID(req.DeviceID); err != nil {
+		return nil, nil, err
+	}
+	if err := pki.ValidateMetadata(req.Metadata); err != nil {
+		return nil, nil, err
+	}
+	p, err := c.profile(req.Profile)
+	if err != nil {
+		return nil, nil, err
+	}
+	csr, err := parseCSR(req.CSR, p)
+	if err != nil {
+		c.log.DebugContext(ctx, "enrollment refused", "device_id", req.DeviceID, "err", err)
+		return nil, nil, err
+	}
+	return p, csr, nil
 }
 
 // Renew issues a new certificate for the device and profile of current,

@@ -1,0 +1,283 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetpki/fleetpki/api"
+	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/store"
+	"github.com/fleetpki/fleetpki/store/sqlite"
+)
+
+// env is a real API over a real CA and a real SQLite store, served over TLS.
+type env struct {
+	t        *testing.T
+	srv      *httptest.Server
+	st       store.Store
+	accounts *ca.Accounts
+	ca       *ca.CA
+	tokens   map[pki.Role]string
+	cred     string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "fleetpki.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	h, err := ca.Init(ctx, ca.InitOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := ca.NewAccounts(st, nil)
+	handler, err := api.New(api.Config{Enroller: ca.NewEnroller(c, acc), Revoker: c, Accounts: acc,
+		Directory: ca.NewDirectory(st, nil), PublicURL: "http://127.0.0.1:8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(handler)
+	pool := x509.NewCertPool()
+	// The issuing CA is a trust anchor too, so devices that send only their
+	// leaf (many do) are accepted.
+	pool.AddCert(h.Root())
+	pool.AddCert(h.Intermediate())
+	srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv, st: st, accounts: acc, ca: c, tokens: map[pki.Role]string{}}
+	for _, role := range []pki.Role{pki.RoleAdmin, pki.RoleOperator, pki.RoleAuditor} {
+		if _, err := acc.CreateUser(ctx, string(role)+"-user", role, "a long enough password", pki.Actor{Name: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		if e.tokens[role], err = acc.CreateToken(ctx, string(role)+"-user", time.Hour, pki.Actor{Name: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.cred, _, err = acc.CreateCredential(ctx, ca.CredentialSpec{Name: "line-1", DevicePattern: `sensor-[0-9]+`}, pki.Actor{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// do sends a request with an optional bearer token and returns the status and body.
+func (e *env) do(client *http.Client, method, path, token string, body []byte) (int, []byte, http.Header) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if client == nil {
+		client = e.srv.Client()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+func newKeyCSR(t *testing.T) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+func jsonBody(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type problem struct {
+	Type, Title, Detail, Code string
+	Status                    int
+}
+
+func mustProblem(t *testing.T, status int, hdr http.Header, body []byte, wantStatus int) problem {
+	t.Helper()
+	if status != wantStatus {
+		t.Fatalf("status %d, want %d: %s", status, wantStatus, body)
+	}
+	if ct := hdr.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q, want application/problem+json", ct)
+	}
+	var p problem
+	if err := json.Unmarshal(body, &p); err != nil || p.Status != status || p.Code == "" || p.Title == "" || p.Type == "" {
+		t.Fatalf("not a complete problem: %s (%v)", body, err)
+	}
+	return p
+}
+
+func TestEnrollAndAdminFlow(t *testing.T) {
+	e := newEnv(t)
+	key, csr := newKeyCSR(t)
+	status, body, _ := e.do(nil, "POST", "/api/v1/enroll", e.cred, jsonBody(t, map[string]any{
+		"device_id": "sensor-1", "csr": csr, "metadata": map[string]string{"lot": "2026-W41"}}))
+	if status != http.StatusCreated {
+		t.Fatalf("enroll: %d %s", status, body)
+	}
+	var out struct {
+		DeviceID    string `json:"device_id"`
+		Serial      string `json:"serial"`
+		Certificate string `json:"certificate"`
+		Chain       string `json:"chain"`
+		OCSPURL     string `json:"ocsp_url"`
+	}
+	_ = json.Unmarshal(body, &out)
+	if out.DeviceID != "sensor-1" || out.Serial == "" || out.OCSPURL != "http://127.0.0.1:8080/ocsp" || strings.Count(out.Chain, "BEGIN CERTIFICATE") != 2 {
+		t.Fatalf("enroll response = %s", body)
+	}
+	blk, _ := pem.Decode([]byte(out.Certificate))
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil || cert.Subject.CommonName != "sensor-1" || !cert.PublicKey.(*ecdsa.PublicKey).Equal(&key.PublicKey) {
+		t.Fatalf("issued certificate: %v", err)
+	}
+
+	// Renewal over mTLS with the certificate just issued.
+	tr := e.srv.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key}}
+	mtls := &http.Client{Transport: tr}
+	_, csr2 := newKeyCSR(t)
+	status, body, _ = e.do(mtls, "POST", "/api/v1/renew", "", jsonBody(t, map[string]string{"csr": csr2}))
+	if status != http.StatusCreated || !strings.Contains(string(body), `"device_id": "sensor-1"`) {
+		t.Fatalf("renew: %d %s", status, body)
+	}
+	status, body, hdr := e.do(nil, "POST", "/api/v1/renew", "", jsonBody(t, map[string]string{"csr": csr2}))
+	mustProblem(t, status, hdr, body, http.StatusUnauthorized)
+
+	// Reads.
+	status, body, _ = e.do(nil, "GET", "/api/v1/devices?metadata=lot=2026-W41", e.tokens[pki.RoleAuditor], nil)
+	if status != 200 || !strings.Contains(string(body), `"id": "sensor-1"`) {
+		t.Fatalf("list devices: %d %s", status, body)
+	}
+	status, body, _ = e.do(nil, "GET", "/api/v1/certificates?device_id=sensor-1&limit=1", e.tokens[pki.RoleAuditor], nil)
+	if status != 200 || !strings.Contains(string(body), "next_cursor") {
+		t.Fatalf("list certificates: %d %s", status, body)
+	}
+
+	// Revocation: idempotent, audited, unknown is 404.
+	for range 2 {
+		status, body, _ = e.do(nil, "POST", "/api/v1/certificates/"+out.Serial+"/revoke", e.tokens[pki.RoleOperator],
+			jsonBody(t, map[string]string{"reason": "keyCompromise"}))
+		if status != 200 || !strings.Contains(string(body), `"revocation_reason": "keyCompromise"`) {
+			t.Fatalf("revoke: %d %s", status, body)
+		}
+	}
+	status, body, hdr = e.do(nil, "POST", "/api/v1/certificates/abcdef/revoke", e.tokens[pki.RoleOperator], jsonBody(t, map[string]string{"reason": "keyCompromise"}))
+	mustProblem(t, status, hdr, body, http.StatusNotFound)
+	status, body, _ = e.do(mtls, "POST", "/api/v1/renew", "", jsonBody(t, map[string]string{"csr": csr2}))
+	if status != http.StatusForbidden {
+		t.Fatalf("renew with a revoked certificate: %d %s", status, body)
+	}
+	status, body, _ = e.do(nil, "GET", "/api/v1/audit?limit=500", e.tokens[pki.RoleAuditor], nil)
+	if status != 200 || !strings.Contains(string(body), `"action": "certificate.revoke"`) || strings.Count(string(body), `"action": "certificate.revoke"`) != 1 {
+		t.Fatalf("audit: %d %s", status, body)
+	}
+	if n, err := e.accounts.VerifyAudit(context.Background()); err != nil || n == 0 {
+		t.Fatalf("audit chain: %d, %v", n, err)
+	}
+}
+
+func TestEnrollBadInput(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, csr := newKeyCSR(t)
+	disabledSecret, disabled, _ := e.accounts.CreateCredential(ctx, ca.CredentialSpec{Name: "off"}, pki.Actor{})
+	if err := e.accounts.DisableCredential(ctx, disabled.ID, pki.Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	usedSecret, _, _ := e.accounts.CreateCredential(ctx, ca.CredentialSpec{Name: "once", MaxUses: 1}, pki.Actor{})
+	if status, body, _ := e.do(nil, "POST", "/api/v1/enroll", usedSecret, jsonBody(t, map[string]any{"device_id": "x-1", "csr": csr})); status != 201 {
+		t.Fatalf("first use: %d %s", status, body)
+	}
+	good := map[string]any{"device_id": "sensor-2", "csr": csr}
+	with := func(k string, v any) []byte {
+		m := map[string]any{}
+		for a, b := range good {
+			m[a] = b
+		}
+		m[k] = v
+		return jsonBody(t, m)
+	}
+	tampered := []byte(csr)
+	tampered[len(tampered)-40] ^= 1
+	for _, tc := range []struct {
+		name   string
+		token  string
+		body   []byte
+		status int
+	}{
+		{"no credential", "", jsonBody(t, good), 401},
+		{"unknown credential", "fpe_nope", jsonBody(t, good), 401},
+		{"admin token as credential", e.tokens[pki.RoleAdmin], jsonBody(t, good), 401},
+		{"disabled credential", disabledSecret, jsonBody(t, good), 403},
+		{"used-up credential", usedSecret, jsonBody(t, good), 403},
+		{"device id outside the pattern", e.cred, with("device_id", "camera-1"), 403},
+		{"profile not allowed", e.cred, with("profile", "gateway"), 403},
+		{"malformed JSON", e.cred, []byte(`{"device_id": "sensor-2",`), 400},
+		{"unknown field", e.cred, with("subject", "CN=evil"), 400},
+		{"oversized body", e.cred, with("csr", strings.Repeat("A", 70<<10)), 400},
+		{"garbage CSR", e.cred, with("csr", "-----BEGIN CERTIFICATE REQUEST-----\nZm9v\n-----END CERTIFICATE REQUEST-----\n"), 400},
+		{"bad CSR signature", e.cred, with("csr", string(tampered)), 400},
+		{"missing CSR", e.cred, with("csr", ""), 400},
+		{"control character in id", e.cred, with("device_id", "sensor-2\n"), 400},
+		{"trailing data", e.cred, append(jsonBody(t, good), []byte(`{}`)...), 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body, hdr := e.do(nil, "POST", "/api/v1/enroll", tc.token, tc.body)
+			mustProblem(t, status, hdr, body, tc.status)
+		})
+	}
+	if _, err := e.st.GetDevice(ctx, "sensor-2"); err == nil {
+		t.Fatal("a refused enrollment created the device")
+	}
+	creds, _ := e.accounts.ListCredentials(ctx)
+	for _, c := range creds {
+		if c.Name == "line-1" && c.Uses != 0 {
+			t.Fatalf("refused enrollments spent %d uses of the credential", c.Uses)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"bytes"
+	"encoding/pem"
+	"net/http"
+
+	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// enrollRequest is the body of POST /api/v1/enroll.
+type enrollRequest struct {
+	DeviceID string            `json:"device_id"`
+	CSR      string            `json:"csr"`
+	Profile  string            `json:"profile,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// certificateResponse is the body of a successful enroll or renew.
+type certificateResponse struct {
+	DeviceID    string `json:"device_id"`
+	Serial      string `json:"serial"`
+	Certificate string `json:"certificate"`
+	Chain       string `json:"chain"`
+	NotBefore   string `json:"not_before"`
+	NotAfter    string `json:"not_after"`
+	OCSPURL     string `json:"ocsp_url"`
+	CRLURL      string `json:"crl_url"`
+}
+
+func (a *API) certificateResponse(iss *ca.Issued) certificateResponse {
+	var chain bytes.Buffer
+	for _, c := range iss.Chain {
+		_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return certificateResponse{
+		DeviceID:    iss.Record.DeviceID,
+		Serial:      string(iss.Record.Serial),
+		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.Certificate.Raw})),
+		Chain:       chain.String(),
+		NotBefore:   rfc3339(iss.Record.NotBefore),
+		NotAfter:    rfc3339(iss.Record.NotAfter),
+		OCSPURL:     a.cfg.PublicURL + "/ocsp",
+		CRLURL:      a.cfg.PublicURL + "/crl",
+	}
+}
+
+// enroll issues a device certificate to a factory line's enrollment credential.
+func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
+	secret, ok := bearer(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fleetpki-enroll"`)
+		a.err.send(w, r, withCode("credential_required", pki.Errorf(pki.Unauthenticated, "an enrollment credential is required (Authorization: Bearer …)")))
+		return
+	}
+	cred, err := a.cfg.Accounts.AuthenticateCredential(r.Context(), secret)
+	if err != nil {
+		a.err.send(w, r, err)
+		return
+	}
+	var req enrollRequest
+	if err := decode(r, &req); err != nil {
+		a.err.send(w, r, err)
+		return
+	}
+	if req.CSR == "" {
+		a.err.send(w, r, withCode("csr_missing", pki.Errorf(pki.Invalid, "csr is required (a PEM PKCS#10 request)")))
+		return
+	}
+	act := actor(r, "credential:"+cred.Name)
+	iss, err := a.cfg.Enroller.Enroll(r.Context(), cred, ca.IssueRequest{
+		DeviceID: req.DeviceID, CSR: []byte(req.CSR), Profile: req.Profile, Metadata: req.Metadata, Actor: act,
+	})
+	if err != nil {
+		a.err.send(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/certificates/"+string(iss.Record.Serial))
+	writeJSON(w, http.StatusCreated, a.certificateResponse(iss))
+}
+
+// renewRequest is the body of POST /api/v1/renew.
+type renewRequest struct {
+	CSR string `json:"csr"`
+}
+
+// renew issues a new certificate to a device that presents its current one
+// over mutual TLS; the device id comes from that certificate, never the body.
+func (a *API) renew(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		a.err.send(w, r, withCode("client_certificate_required", pki.Errorf(pki.Unauthenticated, "renewal needs the device's current certificate as a TLS client certificate")))
+		return
+	}
+	var req renewRequest
+	if err := decode(r, &req); err != nil {
+		a.err.send(w, r, err)
+		return
+	}
+	cert := r.TLS.PeerCertificates[0]
+	iss, err := a.cfg.Revoker.Renew(r.Context(), cert, []byte(req.CSR), actor(r, "device:"+cert.Subject.CommonName))
+	if err != nil {
+		a.err.send(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, a.certificateResponse(iss))
+}
