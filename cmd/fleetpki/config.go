@@ -31,6 +31,9 @@ type config struct {
 	KeyPasswordFile string
 	LogLevel        string
 	LogFormat       string
+	TLSSAN          string
+	TLSCert         string
+	TLSKey          string
 
 	// envKeyPassword is FLEETPKI_KEY_PASSWORD, read when the flags are registered.
 	envKeyPassword string
@@ -58,11 +61,14 @@ func (c *config) settings() []setting {
 		{"data-dir", "./fleetpki-data", "directory for CA keys, the embedded database and generated secrets", &c.DataDir},
 		{"database-url", "", "postgres://… URL; empty uses SQLite in the data directory", &c.DatabaseURL},
 		{"http-addr", "127.0.0.1:8080", "plain HTTP listener: OCSP, CRL, CA certificates, health, metrics", &c.HTTPAddr},
-		{"https-addr", "127.0.0.1:8443", "TLS listener: REST API and admin UI (not served yet)", &c.HTTPSAddr},
+		{"https-addr", "127.0.0.1:8443", "TLS listener: REST API (and later the admin UI)", &c.HTTPSAddr},
 		{"mqtt-addr", "127.0.0.1:8883", "MQTT over TLS listener; empty disables the broker (not served yet)", &c.MQTTAddr},
 		{"public-url", "http://127.0.0.1:8080", "base URL of the HTTP listener, written into certificates (AIA, CDP)", &c.PublicURL},
 		{"key-algorithm", string(ca.ECDSAP256), "CA key algorithm on creation: ecdsa-p256, ecdsa-p384 or rsa-3072", &c.KeyAlgorithm},
 		{"key-password-file", "", "file holding the password that encrypts the CA keys (or set " + envKeyPassword + ")", &c.KeyPasswordFile},
+		{"tls-san", "", "extra comma-separated DNS names or IPs for the HTTPS certificate the CA issues itself", &c.TLSSAN},
+		{"tls-cert", "", "PEM certificate chain for the HTTPS listener instead of one issued by the own CA (needs --tls-key)", &c.TLSCert},
+		{"tls-key", "", "PEM private key for --tls-cert", &c.TLSKey},
 		{"log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "text", "text or json", &c.LogFormat},
 	}
@@ -115,6 +121,9 @@ func (c *config) Validate(listeners bool) error {
 			if err := validateAddr(a.value); err != nil {
 				return fmt.Errorf("%s %q: %w", a.flag, a.value, err)
 			}
+		}
+		if (c.TLSCert == "") != (c.TLSKey == "") {
+			return errors.New("--tls-cert and --tls-key go together: set both or neither")
 		}
 		if err := validatePublicURL(c.PublicURL); err != nil {
 			return fmt.Errorf("--public-url %q: %w", c.PublicURL, err)
@@ -234,6 +243,29 @@ func (c *config) databasePath() string { return filepath.Join(c.DataDir, "fleetp
 
 // adminPasswordPath is where serve writes the first admin's password.
 func (c *config) adminPasswordPath() string { return filepath.Join(c.DataDir, "admin-password") }
+
+// tlsNames are the names the self-issued HTTPS certificate carries: the
+// listen host (or localhost and the loopback addresses for a wildcard
+// address) and --tls-san.
+func (c *config) tlsNames() []string {
+	host, _, _ := net.SplitHostPort(c.HTTPSAddr)
+	var names []string
+	switch host {
+	case "", "0.0.0.0", "::":
+		names = []string{"localhost", "127.0.0.1", "::1"}
+		if h, err := os.Hostname(); err == nil && h != "" {
+			names = append(names, h)
+		}
+	default:
+		names = []string{host}
+	}
+	for _, n := range strings.Split(c.TLSSAN, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
 
 // profilesDir is where extra certificate profiles (*.json) are read from, if it exists.
 func (c *config) profilesDir() string { return filepath.Join(c.DataDir, "profiles") }

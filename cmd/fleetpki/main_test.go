@@ -99,6 +99,7 @@ type server struct {
 	cmd         *exec.Cmd
 	log         *lockedBuffer
 	addr        string // host:port of the HTTP listener
+	httpsAddr   string // host:port of the HTTPS listener
 	fingerprint string // root_sha256 as logged
 	exited      chan struct{}
 	waitErr     error // valid once exited is closed
@@ -106,14 +107,17 @@ type server struct {
 
 var (
 	listeningRE = regexp.MustCompile(`msg=listening listener=http addr=(\S+)`)
+	httpsRE     = regexp.MustCompile(`msg=listening listener=https addr=(\S+)`)
 	rootFPRE    = regexp.MustCompile(`root_sha256=([0-9a-f]{64})`)
 )
 
 // startServe starts `fleetpki serve` with args and waits until it logs its
-// HTTP address. The process is killed at the end of the test if still running.
+// HTTP and HTTPS addresses (both on free ports unless args say otherwise).
+// The process is killed at the end of the test if still running.
 func startServe(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binaryPath, append([]string{"serve", "--log-format", "text"}, args...)...)
+	args = append([]string{"serve", "--log-format", "text", "--https-addr", "127.0.0.1:0"}, args...)
+	cmd := exec.Command(binaryPath, args...)
 	cmd.Env = childEnv()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -128,7 +132,7 @@ func startServe(t *testing.T, args ...string) *server {
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
 			s.log.writeLine(sc.Text())
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+			if m := httpsRE.FindStringSubmatch(sc.Text()); m != nil { // logged after the HTTP line
 				select {
 				case ready <- m[1]:
 				default:
@@ -144,7 +148,8 @@ func startServe(t *testing.T, args ...string) *server {
 		<-s.exited
 	})
 	select {
-	case s.addr = <-ready:
+	case s.httpsAddr = <-ready:
+		s.addr = listeningRE.FindStringSubmatch(s.log.String())[1]
 	case <-s.exited:
 		t.Fatalf("serve exited before listening: %v\n%s", s.waitErr, s.log.String())
 	case <-time.After(90 * time.Second):

@@ -48,9 +48,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// The CA is built now so that a bad public URL or profile fails the start;
-	// the HTTPS API (a later issue) will issue and revoke through it.
-	if _, err := newCA(ctx, cfg, h, st, log); err != nil {
+	authority, err := newCA(ctx, cfg, h, st, log)
+	if err != nil {
 		return err
 	}
 	if err := ensureAdmin(ctx, cfg, st, log); err != nil {
@@ -73,13 +72,25 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
+	tlsSrv, self, err := httpsServer(ctx, cfg, authority, st, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	tln, err := net.Listen("tcp", cfg.HTTPSAddr)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("--https-addr %q: %w", cfg.HTTPSAddr, err)
+	}
+
 	base := "http://" + ln.Addr().String()
 	log.InfoContext(ctx, "CA ready", "created", created, "root", h.Root().Subject.String(),
 		"issuing_ca", h.Intermediate().Subject.String(), "root_sha256", h.RootFingerprint())
 	log.InfoContext(ctx, "listening", "listener", "http", "addr", ln.Addr().String(),
 		"url", base, "ca_chain", base+"/ca.pem", "health", base+"/healthz", "metrics", base+"/metrics")
-	log.InfoContext(ctx, "the HTTPS API and the MQTT broker are not part of this build yet; their addresses are only checked",
-		"https_addr", cfg.HTTPSAddr, "mqtt_addr", cfg.MQTTAddr)
+	log.InfoContext(ctx, "listening", "listener", "https", "addr", tln.Addr().String(),
+		"url", "https://"+tln.Addr().String(), "api", "https://"+tln.Addr().String()+"/api/v1")
+	log.InfoContext(ctx, "the MQTT broker is not part of this build yet; its address is only checked", "mqtt_addr", cfg.MQTTAddr)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -88,15 +99,16 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		}
 		return nil
 	})
+	g.Go(func() error { return serveTLS(tlsSrv, tln) })
+	if self != nil {
+		g.Go(func() error { return self.run(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.InfoContext(ctx, "shutting down", "timeout", shutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), shutdownTimeout)
 		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			return fmt.Errorf("http shutdown: %w", err)
-		}
-		return nil
+		return errors.Join(srv.Shutdown(sctx), tlsSrv.Shutdown(sctx))
 	})
 	if err := g.Wait(); err != nil {
 		return err

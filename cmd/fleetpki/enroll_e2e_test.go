@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEnrollWithCurlAndOpenSSL is the factory line's path with tools nobody
+// on the team wrote: openssl makes the key and CSR, curl enrolls over real
+// HTTPS (trusting only the root fetched from the public listener), and
+// openssl verifies the returned certificate against the returned chain.
+func TestEnrollWithCurlAndOpenSSL(t *testing.T) {
+	for _, tool := range []string{"openssl", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required for this test (.ci/run installs it): %v", tool, err)
+		}
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	srv := startServe(t, "--data-dir", data, "--http-addr", "127.0.0.1:0")
+	secret := mustRun(t, "", "credential", "create", "--data-dir", data, "--name", "line-7", "--device-pattern", `sensor-[0-9]+`).lastLine()
+
+	file := func(name string) string { return filepath.Join(dir, name) }
+	run := func(name string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+		return string(out)
+	}
+	// The root, fetched over plain HTTP and checked against the fingerprint serve logged.
+	run("curl", "-sSf", "-o", file("root.der"), srv.url("/ca/root.crt"))
+	fp := run("openssl", "x509", "-inform", "DER", "-in", file("root.der"), "-noout", "-fingerprint", "-sha256")
+	if got := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(fp[strings.Index(fp, "=")+1:]), ":", "")); got != srv.fingerprint {
+		t.Fatalf("root fingerprint %s, serve logged %s", got, srv.fingerprint)
+	}
+	run("openssl", "x509", "-inform", "DER", "-in", file("root.der"), "-out", file("root.pem"))
+	run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", file("device.key"), "-out", file("device.csr"), "-subj", "/CN=ignored-by-the-ca")
+	csr, err := os.ReadFile(file("device.csr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"device_id": "sensor-42", "csr": string(csr), "metadata": map[string]string{"lot": "2026-W41"}})
+	if err := os.WriteFile(file("body.json"), body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	enroll := func(body string) (int, string) {
+		out := run("curl", "-sS", "--cacert", file("root.pem"), "-o", file("resp.json"), "-w", "%{http_code}",
+			"-H", "Authorization: Bearer "+secret, "-H", "Content-Type: application/json",
+			"--data-binary", body, "https://"+srv.httpsAddr+"/api/v1/enroll")
+		resp, _ := os.ReadFile(file("resp.json"))
+		code := 0
+		for _, c := range out {
+			code = code*10 + int(c-'0')
+		}
+		return code, string(resp)
+	}
+	code, resp := enroll("@" + file("body.json"))
+	if code != 201 {
+		t.Fatalf("enroll: HTTP %d: %s", code, resp)
+	}
+	var out struct {
+		Serial      string `json:"serial"`
+		Certificate string `json:"certificate"`
+		Chain       string `json:"chain"`
+	}
+	if err := json.Unmarshal([]byte(resp), &out); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(file("device.crt"), []byte(out.Certificate), 0o644)
+	_ = os.WriteFile(file("chain.pem"), []byte(out.Chain), 0o644)
+	if v := run("openssl", "verify", "-CAfile", file("root.pem"), "-untrusted", file("chain.pem"), "-purpose", "sslclient", file("device.crt")); !strings.Contains(v, ": OK") {
+		t.Fatalf("openssl verify: %s", v)
+	}
+	text := run("openssl", "x509", "-in", file("device.crt"), "-noout", "-subject", "-ext", "subjectAltName")
+	if !strings.Contains(strings.ReplaceAll(text, " ", ""), "CN=sensor-42") || !strings.Contains(text, "URI:urn:fleetpki:device:sensor-42") || strings.Contains(text, "ignored-by-the-ca") {
+		t.Fatalf("certificate names: %s", text)
+	}
+	// The key in the certificate is the one openssl made.
+	if a, b := run("openssl", "pkey", "-in", file("device.key"), "-pubout"), run("openssl", "x509", "-in", file("device.crt"), "-noout", "-pubkey"); a != b {
+		t.Fatal("the certificate does not carry the CSR's key")
+	}
+	blk, _ := pem.Decode([]byte(out.Certificate))
+	if blk == nil {
+		t.Fatal("certificate is not PEM")
+	}
+
+	// A device id outside the credential's pattern is refused with a problem.
+	bad, _ := json.Marshal(map[string]any{"device_id": "camera-1", "csr": string(csr)})
+	code, resp = enroll(string(bad))
+	if code != 403 || !strings.Contains(resp, `"code":"forbidden"`) {
+		t.Fatalf("enroll outside the pattern: HTTP %d: %s", code, resp)
+	}
+	srv.stop(t)
+}
