@@ -23,7 +23,7 @@ import (
 
 // Enroller issues certificates to enrollment credentials and to renewing devices.
 type Enroller interface {
-	Enroll(ctx context.Context, cred pki.Credential, req ca.IssueRequest) (*ca.Issued, error)
+	EnrollIdempotent(ctx context.Context, cred pki.Credential, idempotencyKey string, req ca.IssueRequest) (*ca.Issued, error)
 }
 
 // Revoker revokes certificates and renews them for devices.

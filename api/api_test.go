@@ -54,7 +54,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	acc := ca.NewAccounts(st, nil)
-	handler, err := api.New(api.Config{Enroller: ca.NewEnroller(c, acc), Revoker: c, Accounts: acc,
+	handler, err := api.New(api.Config{Enroller: ca.NewEnroller(c, acc, st), Revoker: c, Accounts: acc,
 		Directory: ca.NewDirectory(st, nil), PublicURL: "http://127.0.0.1:8080"})
 	if err != nil {
 		t.Fatal(err)
@@ -279,5 +279,73 @@ func TestEnrollBadInput(t *testing.T) {
 		if c.Name == "line-1" && c.Uses != 0 {
 			t.Fatalf("refused enrollments spent %d uses of the credential", c.Uses)
 		}
+	}
+}
+
+func TestEnrollIdempotency(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, csr := newKeyCSR(t)
+	_, otherCSR := newKeyCSR(t)
+	send := func(key string, body []byte) (int, map[string]any, http.Header) {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/enroll", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+e.cred)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0, nil, nil
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m, resp.Header
+	}
+	body := jsonBody(t, map[string]any{"device_id": "sensor-7", "csr": csr})
+	s1, first, _ := send("key-1", body)
+	s2, again, hdr := send("key-1", body)
+	if s1 != 201 || s2 != 201 || first["serial"] != again["serial"] || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry: %d %v / %d %v (%v)", s1, first["serial"], s2, again["serial"], hdr)
+	}
+	if s, m, _ := send("key-1", jsonBody(t, map[string]any{"device_id": "sensor-7", "csr": otherCSR})); s != 409 || m["code"] != "conflict" {
+		t.Fatalf("same key, other body: %d %v", s, m)
+	}
+	if s, _, _ := send("key-2", body); s != 201 {
+		t.Fatalf("new key: %d", s)
+	}
+	if s, m, _ := send(strings.Repeat("k", 300), body); s != 400 {
+		t.Fatalf("overlong key: %d %v", s, m)
+	}
+
+	// Concurrent identical requests: one certificate.
+	race := jsonBody(t, map[string]any{"device_id": "sensor-8", "csr": otherCSR})
+	serials := make(chan any, 8)
+	done := make(chan struct{})
+	for range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if s, m, _ := send("race", race); s == 201 {
+				serials <- m["serial"]
+			} else {
+				t.Errorf("concurrent request: %d %v", s, m)
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	close(serials)
+	var first8 any
+	for s := range serials {
+		if first8 == nil {
+			first8 = s
+		} else if s != first8 {
+			t.Fatalf("concurrent identical requests got different serials: %v and %v", first8, s)
+		}
+	}
+	p, err := e.st.ListCertificates(ctx, store.CertFilter{DeviceID: "sensor-8"})
+	if err != nil || len(p.Items) != 1 {
+		t.Fatalf("sensor-8 has %d certificates (%v), want 1", len(p.Items), err)
 	}
 }

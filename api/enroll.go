@@ -69,7 +69,7 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	act := actor(r, "credential:"+cred.Name)
-	iss, err := a.cfg.Enroller.Enroll(r.Context(), cred, ca.IssueRequest{
+	iss, err := a.cfg.Enroller.EnrollIdempotent(r.Context(), cred, r.Header.Get("Idempotency-Key"), ca.IssueRequest{
 		DeviceID: req.DeviceID, CSR: []byte(req.CSR), Profile: req.Profile, Metadata: req.Metadata, Actor: act,
 	})
 	if err != nil {
@@ -77,6 +77,9 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/api/v1/certificates/"+string(iss.Record.Serial))
+	if iss.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
 	writeJSON(w, http.StatusCreated, a.certificateResponse(iss))
 }
 

@@ -2,11 +2,36 @@ package ca
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/fleetpki/fleetpki/pki"
+)
+
+// IdempotencyStore keeps the idempotency keys of enrollment requests.
+type IdempotencyStore interface {
+	ClaimIdempotencyKey(ctx context.Context, c pki.IdempotencyClaim) (pki.Idempotency, pki.Serial, error)
+	CompleteIdempotencyKey(ctx context.Context, credID, key string, serial pki.Serial) error
+	ReleaseIdempotencyKey(ctx context.Context, credID, key string) error
+}
+
+// Idempotency keys live for a day; a key claimed by a request that then
+// vanished (a crash between claim and completion) is taken over after
+// idempotencyAbandon; a request meeting a key in progress waits up to
+// idempotencyWait for it to finish.
+const (
+	idempotencyTTL     = 24 * time.Hour
+	idempotencyAbandon = 2 * time.Minute
+	idempotencyWait    = 10 * time.Second
+	maxIdempotencyKey  = 255
 )
 
 // Enroller applies an enrollment credential's rules (profiles, device-id
@@ -14,10 +39,102 @@ import (
 type Enroller struct {
 	ca       *CA
 	accounts *Accounts
+	idem     IdempotencyStore
 }
 
-// NewEnroller returns an Enroller over the CA and the accounts.
-func NewEnroller(c *CA, a *Accounts) *Enroller { return &Enroller{ca: c, accounts: a} }
+// NewEnroller returns an Enroller over the CA, the accounts and the store of idempotency keys.
+func NewEnroller(c *CA, a *Accounts, idem IdempotencyStore) *Enroller {
+	return &Enroller{ca: c, accounts: a, idem: idem}
+}
+
+// EnrollIdempotent is Enroll under an idempotency key (per credential): the
+// first request with the key issues; a retry with the same request returns
+// that certificate (Issued.Replayed); the same key with another request is
+// pki.Conflict. Concurrent identical requests wait for the first, so they
+// all get one certificate.
+func (e *Enroller) EnrollIdempotent(ctx context.Context, cred pki.Credential, key string, req IssueRequest) (*Issued, error) {
+	if key == "" {
+		return e.Enroll(ctx, cred, req)
+	}
+	if len(key) > maxIdempotencyKey || strings.IndexFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0 {
+		return nil, pki.Errorf(pki.Invalid, "the Idempotency-Key must be 1 to %d printable ASCII characters", maxIdempotencyKey)
+	}
+	hash := requestHash(req)
+	deadline := time.Now().Add(idempotencyWait)
+	for {
+		now := e.ca.clock.Now()
+		state, serial, err := e.idem.ClaimIdempotencyKey(ctx, pki.IdempotencyClaim{CredentialID: cred.ID, Key: key,
+			RequestHash: hash, Now: now, ExpireBefore: now.Add(-idempotencyTTL), AbandonBefore: now.Add(-idempotencyAbandon)})
+		if err != nil {
+			return nil, fmt.Errorf("idempotency key: %w", err)
+		}
+		switch state {
+		case pki.IdempotencyDone:
+			return e.replay(ctx, serial)
+		case pki.IdempotencyClaimed:
+			iss, err := e.Enroll(ctx, cred, req)
+			if err != nil {
+				if rerr := e.idem.ReleaseIdempotencyKey(context.WithoutCancel(ctx), cred.ID, key); rerr != nil {
+					e.ca.log.WarnContext(ctx, "release idempotency key", "err", rerr)
+				}
+				return nil, err
+			}
+			if err := e.idem.CompleteIdempotencyKey(context.WithoutCancel(ctx), cred.ID, key, iss.Record.Serial); err != nil {
+				// The certificate is issued and stored; a retry will find the
+				// key abandoned and issue again, which the caller can live with.
+				e.ca.log.WarnContext(ctx, "complete idempotency key", "serial", iss.Record.Serial, "err", err)
+			}
+			return iss, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, pki.Errorf(pki.Conflict, "a request with this idempotency key is still in progress; retry later")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("idempotency key: %w", ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// replay returns the certificate issued earlier under an idempotency key.
+func (e *Enroller) replay(ctx context.Context, serial pki.Serial) (*Issued, error) {
+	rec, err := e.ca.store.GetCertificate(ctx, serial)
+	if err != nil {
+		return nil, fmt.Errorf("idempotent replay of %s: %w", serial, err)
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return nil, fmt.Errorf("idempotent replay of %s: %w", serial, err)
+	}
+	return &Issued{Record: rec, Certificate: cert, Chain: e.ca.h.Chain(), Replayed: true}, nil
+}
+
+// requestHash identifies a request's content for idempotency: SHA-256 over a
+// length-prefixed encoding of every field (metadata sorted by key).
+func requestHash(req IssueRequest) []byte {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	profile := req.Profile
+	if profile == "" {
+		profile = DefaultProfile
+	}
+	field([]byte(req.DeviceID))
+	field([]byte(profile))
+	field(req.CSR)
+	keys := slices.Sorted(maps.Keys(req.Metadata))
+	field([]byte(strconv.Itoa(len(keys))))
+	for _, k := range keys {
+		field([]byte(k))
+		field([]byte(req.Metadata[k]))
+	}
+	return h.Sum(nil)
+}
 
 // Enroll issues a certificate for req under cred. The credential's rules
 // are checked first, then the request itself, and only then is one use of

@@ -38,6 +38,9 @@ type Issued struct {
 	Certificate *x509.Certificate
 	// Chain is the issuing intermediate followed by the root (shared, do not modify).
 	Chain []*x509.Certificate
+	// Replayed says the certificate was issued earlier, to a request with
+	// the same idempotency key and content.
+	Replayed bool
 }
 
 const (

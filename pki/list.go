@@ -36,3 +36,29 @@ type DeviceFilter struct {
 	Limit     int
 	Cursor    string
 }
+
+// Idempotency is the state of an idempotency key when a request claims it.
+type Idempotency int
+
+const (
+	// IdempotencyClaimed: the key is new (or its earlier use lapsed); the
+	// caller does the work and then completes or releases the key.
+	IdempotencyClaimed Idempotency = iota
+	// IdempotencyDone: the work was done; the key names its result.
+	IdempotencyDone
+	// IdempotencyInProgress: another request holds the key right now.
+	IdempotencyInProgress
+)
+
+// IdempotencyClaim asks to claim an idempotency key for a request.
+type IdempotencyClaim struct {
+	CredentialID string
+	Key          string
+	RequestHash  []byte
+	Now          time.Time
+	// ExpireBefore: a key created before it is forgotten, whatever it held.
+	ExpireBefore time.Time
+	// AbandonBefore: a key still in progress that was claimed before it is
+	// taken over (its holder crashed or gave up).
+	AbandonBefore time.Time
+}

@@ -74,6 +74,18 @@ type Store interface {
 	// at; otherwise it returns pki.Forbidden and counts nothing.
 	UseCredential(ctx context.Context, id string, at time.Time) error
 
+	// ClaimIdempotencyKey claims a key of a credential for a request. A new
+	// key, an expired one, or an abandoned one in progress is claimed
+	// (IdempotencyClaimed); a key whose work is done returns its serial
+	// (IdempotencyDone); a key another request holds is
+	// IdempotencyInProgress. The same key with another request hash is
+	// pki.Conflict.
+	ClaimIdempotencyKey(ctx context.Context, c pki.IdempotencyClaim) (pki.Idempotency, pki.Serial, error)
+	// CompleteIdempotencyKey records the serial issued under a claimed key.
+	CompleteIdempotencyKey(ctx context.Context, credID, key string, serial pki.Serial) error
+	// ReleaseIdempotencyKey forgets a claimed key whose work failed, so that a retry may do it.
+	ReleaseIdempotencyKey(ctx context.Context, credID, key string) error
+
 	// AppendAudit appends an event that records no other change (e.g. a failed login).
 	AppendAudit(ctx context.Context, ev pki.AuditEvent) error
 	// ListAudit lists audit events in ascending Seq order, starting after

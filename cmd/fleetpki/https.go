@@ -78,7 +78,7 @@ func (s *selfCert) run(ctx context.Context) error {
 func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log *slog.Logger) (*http.Server, *selfCert, error) {
 	accounts := ca.NewAccounts(st, nil)
 	handler, err := api.New(api.Config{
-		Enroller:  ca.NewEnroller(c, accounts),
+		Enroller:  ca.NewEnroller(c, accounts, st),
 		Revoker:   c,
 		Accounts:  accounts,
 		Directory: ca.NewDirectory(st, nil),

@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 		{"users and tokens", testUsers},
 		{"credentials", testCredentials},
 		{"concurrent use of a one-time credential", testCredentialOneUse},
+		{"idempotency keys", testIdempotency},
 		{"not found", testNotFound},
 	}
 	for _, tc := range tests {
