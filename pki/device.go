@@ -73,13 +73,23 @@ const (
 	MaxMetadataKeys     = 32
 	MaxMetadataKeyLen   = 64
 	MaxMetadataValueLen = 256
+	// MaxMetadataBytes bounds the whole metadata, keys and values together.
+	MaxMetadataBytes = 4096
 )
 
 // ValidateMetadata checks a device's metadata: at most 32 keys of up to 64
-// bytes ([A-Za-z0-9._-]) with UTF-8 values of up to 256 bytes, no control characters.
+// bytes ([A-Za-z0-9._-]) with UTF-8 values of up to 256 bytes, no control
+// characters, 4 KiB in all.
 func ValidateMetadata(m map[string]string) error {
 	if len(m) > MaxMetadataKeys {
 		return Errorf(Invalid, "metadata has %d keys; at most %d are allowed", len(m), MaxMetadataKeys)
+	}
+	total := 0
+	for k, v := range m {
+		total += len(k) + len(v)
+	}
+	if total > MaxMetadataBytes {
+		return Errorf(Invalid, "metadata is %d bytes; at most %d are allowed", total, MaxMetadataBytes)
 	}
 	for k, v := range m {
 		if k == "" || len(k) > MaxMetadataKeyLen {

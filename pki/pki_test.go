@@ -3,6 +3,7 @@ package pki
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,6 +76,13 @@ func TestValidateMetadata(t *testing.T) {
 		"bad key":      {"lot id": "x"},
 		"control char": {"lot": "a\nb"},
 		"long value":   {"lot": string(make([]byte, 300))},
+		"over 4 KiB": func() map[string]string {
+			m := map[string]string{}
+			for i := range 20 {
+				m[fmt.Sprintf("key-%02d", i)] = strings.Repeat("v", 250)
+			}
+			return m
+		}(),
 	} {
 		if err := ValidateMetadata(m); !errors.Is(err, Invalid) {
 			t.Errorf("%s: err = %v, want Invalid", name, err)
