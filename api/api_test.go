@@ -8,9 +8,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -36,7 +38,16 @@ type env struct {
 	cred     string
 }
 
+// testClock is the CA's clock in these tests; a test may move it.
+type testClock struct{ off time.Duration }
+
+func (c *testClock) Now() time.Time { return time.Now().Add(c.off).UTC() }
+
 func newEnv(t *testing.T) *env {
+	return newEnvClock(t, &testClock{})
+}
+
+func newEnvClock(t *testing.T, clock pki.Clock) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -49,7 +60,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:8080"})
+	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:8080", Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +76,7 @@ func newEnv(t *testing.T) *env {
 	// leaf (many do) are accepted.
 	pool.AddCert(h.Root())
 	pool.AddCert(h.Intermediate())
-	srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool, MinVersion: tls.VersionTLS12}
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12} // as serve configures it
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv, st: st, accounts: acc, ca: c, tokens: map[pki.Role]string{}}
@@ -347,5 +358,46 @@ func TestEnrollIdempotency(t *testing.T) {
 	p, err := e.st.ListCertificates(ctx, store.CertFilter{DeviceID: "sensor-8"})
 	if err != nil || len(p.Items) != 1 {
 		t.Fatalf("sensor-8 has %d certificates (%v), want 1", len(p.Items), err)
+	}
+}
+
+func TestRenewRefusals(t *testing.T) {
+	clock := &testClock{}
+	e := newEnvClock(t, clock)
+	key, csr := newKeyCSR(t)
+	status, body, _ := e.do(nil, "POST", "/api/v1/enroll", e.cred, jsonBody(t, map[string]any{"device_id": "sensor-1", "csr": csr}))
+	if status != 201 {
+		t.Fatalf("enroll: %d %s", status, body)
+	}
+	var out struct {
+		Certificate string `json:"certificate"`
+	}
+	_ = json.Unmarshal(body, &out)
+	blk, _ := pem.Decode([]byte(out.Certificate))
+	client := func(certDER []byte, k *ecdsa.PrivateKey) *http.Client {
+		tr := e.srv.Client().Transport.(*http.Transport).Clone()
+		// Send the certificate whatever the server asks for, as a device that
+		// does not look at the acceptable CAs would.
+		tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &tls.Certificate{Certificate: [][]byte{certDER}, PrivateKey: k}, nil
+		}
+		return &http.Client{Transport: tr}
+	}
+	_, csr2 := newKeyCSR(t)
+	renewBody := jsonBody(t, map[string]string{"csr": csr2})
+
+	// A certificate of another CA, with the same subject: refused.
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "sensor-1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	foreign, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &otherKey.PublicKey, otherKey)
+	status, body, hdr := e.do(client(foreign, otherKey), "POST", "/api/v1/renew", "", renewBody)
+	mustProblem(t, status, hdr, body, http.StatusForbidden)
+
+	// Its own certificate, once expired (the CA's clock moves past NotAfter): refused.
+	clock.off = 400 * 24 * time.Hour
+	status, body, hdr = e.do(client(blk.Bytes, key), "POST", "/api/v1/renew", "", renewBody)
+	if p := mustProblem(t, status, hdr, body, http.StatusForbidden); !strings.Contains(p.Detail, "expired") {
+		t.Fatalf("expired certificate: %+v", p)
 	}
 }

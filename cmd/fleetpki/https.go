@@ -95,7 +95,12 @@ func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log
 	clientCAs.AddCert(h.Intermediate())
 	tlsCfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		ClientAuth: tls.VerifyClientCertIfGiven,
+		// Client certificates are requested, not verified by TLS: /renew
+		// verifies them fully (our signature, stored, not revoked, not
+		// expired) and answers a device with an expired or revoked one with
+		// a problem it can read, rather than a TLS alert. ClientCAs only
+		// tells clients which certificate to send.
+		ClientAuth: tls.RequestClientCert,
 		ClientCAs:  clientCAs,
 	}
 	var self *selfCert
