@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEnrollWithCurlAndOpenSSL is the factory line's path with tools nobody
@@ -98,5 +99,35 @@ func TestEnrollWithCurlAndOpenSSL(t *testing.T) {
 	if code != 403 || !strings.Contains(resp, `"code":"forbidden"`) {
 		t.Fatalf("enroll outside the pattern: HTTP %d: %s", code, resp)
 	}
+
+	// OCSP with openssl as the client: good, then revoked within a second of
+	// the revocation through the API.
+	blkInt, _ := pem.Decode([]byte(out.Chain))
+	_ = os.WriteFile(file("issuer.pem"), pem.EncodeToMemory(blkInt), 0o644)
+	ocspQuery := func() string {
+		return run("openssl", "ocsp", "-issuer", file("issuer.pem"), "-cert", file("device.crt"), "-url", srv.url("/ocsp"),
+			"-CAfile", file("root.pem"), "-no_nonce")
+	}
+	if o := ocspQuery(); !strings.Contains(o, "Response verify OK") || !strings.Contains(o, "device.crt: good") {
+		t.Fatalf("OCSP before revocation: %s", o)
+	}
+	token := mustRun(t, "", "user", "token", "--data-dir", data, "--name", "admin").lastLine()
+	revoked := run("curl", "-sS", "--cacert", file("root.pem"), "-H", "Authorization: Bearer "+token, "-H", "Content-Type: application/json",
+		"--data-binary", `{"reason":"keyCompromise"}`, "https://"+srv.httpsAddr+"/api/v1/certificates/"+out.Serial+"/revoke")
+	if !strings.Contains(revoked, `"status": "revoked"`) {
+		t.Fatalf("revoke: %s", revoked)
+	}
+	start := time.Now()
+	for {
+		o := ocspQuery()
+		if strings.Contains(o, "device.crt: revoked") && strings.Contains(o, "Reason: keyCompromise") && strings.Contains(o, "Response verify OK") {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("OCSP still not revoked %v after the revocation: %s", time.Since(start), o)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("OCSP answered revoked %v after the API's revocation returned", time.Since(start))
 	srv.stop(t)
 }

@@ -25,6 +25,8 @@ type publicConfig struct {
 	// Registry receives the HTTP metrics and is served at /metrics.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// OCSP answers POST /ocsp and GET /ocsp/{request}; nil leaves them out.
+	OCSP http.Handler
 }
 
 // readyTimeout bounds one readiness check, well under a probe's own timeout.
@@ -35,7 +37,7 @@ const readyTimeout = 2 * time.Second
 const caCacheControl = "public, max-age=300"
 
 // newPublicHandler routes the unauthenticated endpoints of --http-addr.
-// OCSP and CRL routes join here in later issues.
+// The CRL routes join here in a later issue.
 func newPublicHandler(cfg publicConfig) http.Handler {
 	m := newHTTPMetrics(cfg.Registry)
 	h := cfg.Hierarchy
@@ -63,6 +65,10 @@ func newPublicHandler(cfg publicConfig) http.Handler {
 	r.Get("/ca.pem", staticHandler("application/x-pem-file", chainPEM))
 	r.Get("/ca/root.crt", staticHandler("application/pkix-cert", h.Root().Raw))
 	r.Get("/ca/intermediate.crt", staticHandler("application/pkix-cert", h.Intermediate().Raw))
+	if cfg.OCSP != nil {
+		r.Method(http.MethodPost, "/ocsp", cfg.OCSP)
+		r.Method(http.MethodGet, "/ocsp/*", cfg.OCSP)
+	}
 	return r
 }
 

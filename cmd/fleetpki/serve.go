@@ -62,8 +62,14 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ocspSvc, err := newOCSPService(ctx, authority, st, reg, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	srv := &http.Server{
-		Handler:           newPublicHandler(publicConfig{Hierarchy: h, Ready: st.Ping, Registry: reg, Logger: log}),
+		Handler: newPublicHandler(publicConfig{Hierarchy: h, Registry: reg, Logger: log, OCSP: ocspSvc.handler,
+			Ready: func(ctx context.Context) error { return errors.Join(st.Ping(ctx), ocspSvc.cache.Ready()) }}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -100,6 +106,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return nil
 	})
 	g.Go(func() error { return serveTLS(tlsSrv, tln) })
+	g.Go(func() error { return ocspSvc.run(gctx) })
 	if self != nil {
 		g.Go(func() error { return self.run(gctx) })
 	}

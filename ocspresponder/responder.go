@@ -1,0 +1,137 @@
+package ocspresponder
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/ocsp"
+)
+
+// maxRequestBytes bounds a request: a single-CertID request with a nonce is
+// about 120 bytes; 4 KiB leaves room for any honest client.
+const maxRequestBytes = 4 << 10
+
+// Responder serves OCSP over HTTP: POST to its path with an
+// application/ocsp-request body, or GET <path>/<base64 request>.
+type Responder struct {
+	source  Source
+	log     *slog.Logger
+	answers *prometheus.CounterVec
+	now     func() time.Time
+}
+
+// NewResponder returns a Responder around source; reg may be nil.
+func NewResponder(source Source, log *slog.Logger, reg prometheus.Registerer) *Responder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Responder{source: source, log: log, now: time.Now,
+		answers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetpki_ocsp_responses_total",
+			Help: "OCSP responses by answer: good, revoked, unknown, malformed, unauthorized, try_later.",
+		}, []string{"answer"})}
+	if reg != nil {
+		reg.MustRegister(r.answers)
+	}
+	return r
+}
+
+func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	der, err := rs.requestBytes(w, r)
+	if err != nil {
+		if errors.Is(err, errMethod) {
+			w.Header().Set("Allow", "GET, POST")
+			http.Error(w, "use GET or POST", http.StatusMethodNotAllowed)
+			return
+		}
+		rs.log.DebugContext(r.Context(), "bad OCSP request", "err", err)
+		rs.fail(w, "malformed", ocsp.MalformedRequestErrorResponse)
+		return
+	}
+	req, err := ParseRequest(der)
+	if err != nil {
+		rs.log.DebugContext(r.Context(), "bad OCSP request", "err", err)
+		rs.fail(w, "malformed", ocsp.MalformedRequestErrorResponse)
+		return
+	}
+	resp, err := rs.source.Response(r.Context(), req)
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		rs.fail(w, "unauthorized", ocsp.UnauthorizedErrorResponse)
+		return
+	case err != nil:
+		rs.log.ErrorContext(r.Context(), "OCSP status unavailable", "serial", req.SerialNumber.Text(16), "err", err)
+		rs.fail(w, "try_later", ocsp.TryLaterErrorResponse)
+		return
+	}
+	now := rs.now()
+	if !now.Before(resp.NextUpdate) {
+		// Never serve a response past its nextUpdate.
+		rs.log.ErrorContext(r.Context(), "OCSP response expired before it was served", "serial", req.SerialNumber.Text(16))
+		rs.fail(w, "try_later", ocsp.TryLaterErrorResponse)
+		return
+	}
+	sum := sha256.Sum256(resp.DER)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	h := w.Header()
+	h.Set("Content-Type", "application/ocsp-response")
+	h.Set("ETag", etag)
+	h.Set("Last-Modified", resp.ThisUpdate.UTC().Format(http.TimeFormat))
+	h.Set("Expires", resp.NextUpdate.UTC().Format(http.TimeFormat))
+	h.Set("Cache-Control", "max-age="+strconv.Itoa(int(resp.NextUpdate.Sub(now).Seconds()))+", public, no-transform, must-revalidate")
+	rs.answers.WithLabelValues(resp.Answer).Inc()
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(resp.DER)))
+	_, _ = w.Write(resp.DER)
+}
+
+var errMethod = errors.New("method not allowed")
+
+// requestBytes reads the DER request from a POST body or a GET path.
+func (rs *Responder) requestBytes(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	switch r.Method {
+	case http.MethodPost:
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	case http.MethodGet:
+		// The request is the last path segment(s): base64 may contain '/'.
+		p := r.URL.EscapedPath()
+		i := strings.Index(p, "/ocsp/")
+		if i < 0 {
+			return nil, errors.New("no request in the path")
+		}
+		enc, err := url.PathUnescape(p[i+len("/ocsp/"):])
+		if err != nil {
+			return nil, err
+		}
+		if len(enc) > 2*maxRequestBytes {
+			return nil, errors.New("request too large")
+		}
+		// Some clients do not escape '+', which then arrives as a space.
+		return base64.StdEncoding.DecodeString(strings.ReplaceAll(enc, " ", "+"))
+	}
+	return nil, errMethod
+}
+
+func (rs *Responder) fail(w http.ResponseWriter, answer string, body []byte) {
+	rs.answers.WithLabelValues(answer).Inc()
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,206 @@
+package ocspresponder
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// Response is a signed OCSP response and the times that govern caching it.
+type Response struct {
+	DER        []byte
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	// Answer is "good", "revoked" or "unknown", for metrics.
+	Answer string
+}
+
+// Source answers one parsed request.
+type Source interface {
+	Response(ctx context.Context, req *Request) (*Response, error)
+}
+
+// Errors a Source returns for answers that are OCSP error responses.
+var (
+	// ErrUnauthorized: the request is about a certificate of another issuer.
+	ErrUnauthorized = errors.New("not authorized for this issuer")
+	// ErrTryLater: the status cannot be known right now.
+	ErrTryLater = errors.New("status unavailable")
+)
+
+// StatusReader reads a certificate's stored state.
+type StatusReader interface {
+	GetCertificate(ctx context.Context, serial pki.Serial) (pki.CertRecord, error)
+}
+
+// filterSource answers unauthorized for requests whose issuer is not ours,
+// before the wrapped source (and so the store) is touched.
+type filterSource struct {
+	next      Source
+	nameHash  map[crypto.Hash][]byte
+	keyHashes map[crypto.Hash][]byte
+}
+
+// NewFilterSource wraps next with the issuer check for issuer.
+func NewFilterSource(issuer *x509.Certificate, next Source) (Source, error) {
+	var spki struct {
+		Algorithm asn1.RawValue
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
+		return nil, fmt.Errorf("issuer public key: %w", err)
+	}
+	f := &filterSource{next: next, nameHash: map[crypto.Hash][]byte{}, keyHashes: map[crypto.Hash][]byte{}}
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+		n := h.New()
+		n.Write(issuer.RawSubject)
+		f.nameHash[h] = n.Sum(nil)
+		k := h.New()
+		k.Write(spki.PublicKey.RightAlign())
+		f.keyHashes[h] = k.Sum(nil)
+	}
+	return f, nil
+}
+
+func (f *filterSource) Response(ctx context.Context, req *Request) (*Response, error) {
+	if !bytes.Equal(f.nameHash[req.HashAlgorithm], req.IssuerNameHash) || !bytes.Equal(f.keyHashes[req.HashAlgorithm], req.IssuerKeyHash) {
+		return nil, ErrUnauthorized
+	}
+	return f.next.Response(ctx, req)
+}
+
+// CacheConfig configures the signing, caching source.
+type CacheConfig struct {
+	Signer *Signer
+	Status StatusReader
+	// Validity is a response's life (nextUpdate - thisUpdate); responses are
+	// re-signed once half of it has passed.
+	Validity time.Duration
+	Clock    pki.Clock
+}
+
+// CacheSource signs responses from the stored status and keeps them until
+// half their validity has passed, so the hot path is a map lookup; a
+// revocation drops the certificate's entry at once (Revoked).
+type CacheSource struct {
+	cfg    CacheConfig
+	signer atomic.Pointer[Signer]
+
+	mu      sync.RWMutex
+	entries map[cacheKey]*Response
+}
+
+type cacheKey struct {
+	serial pki.Serial
+	hash   crypto.Hash
+}
+
+// maxEntries bounds the cache; past it, the cache starts afresh (a rare,
+// cheap event: entries are re-signed on demand).
+const maxEntries = 1 << 20
+
+// NewCacheSource checks cfg and returns the source.
+func NewCacheSource(cfg CacheConfig) (*CacheSource, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = pki.SystemClock{}
+	}
+	if cfg.Validity <= 0 {
+		cfg.Validity = 24 * time.Hour
+	}
+	if cfg.Status == nil {
+		return nil, errors.New("ocsp: a status reader is required")
+	}
+	if err := cfg.Signer.Validate(cfg.Clock.Now()); err != nil {
+		return nil, err
+	}
+	c := &CacheSource{cfg: cfg, entries: map[cacheKey]*Response{}}
+	c.signer.Store(cfg.Signer)
+	return c, nil
+}
+
+// SetSigner replaces the signer (a rotated responder certificate). Cached
+// responses stay: they were signed by a certificate that is still valid.
+func (c *CacheSource) SetSigner(s *Signer) error {
+	if err := s.Validate(c.cfg.Clock.Now()); err != nil {
+		return err
+	}
+	c.signer.Store(s)
+	return nil
+}
+
+// Ready fails while the signer cannot sign (its certificate expired).
+func (c *CacheSource) Ready() error { return c.signer.Load().Validate(c.cfg.Clock.Now()) }
+
+// Response returns the cached response while it is fresh, else signs one.
+func (c *CacheSource) Response(ctx context.Context, req *Request) (*Response, error) {
+	serial := pki.NewSerial(req.SerialNumber)
+	key := cacheKey{serial, req.HashAlgorithm}
+	now := c.cfg.Clock.Now()
+	c.mu.RLock()
+	r := c.entries[key]
+	c.mu.RUnlock()
+	if r != nil && now.Before(r.ThisUpdate.Add(c.cfg.Validity/2)) {
+		return r, nil
+	}
+	rec, err := c.cfg.Status.GetCertificate(ctx, serial)
+	st := Status{Serial: req.SerialNumber}
+	answer := "unknown"
+	switch {
+	case errors.Is(err, pki.NotFound):
+		// Unknown: never issued by this CA.
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
+	case rec.Status == pki.CertRevoked && rec.RevokedAt != nil:
+		st.Revoked, st.RevokedAt, st.Reason, answer = true, *rec.RevokedAt, rec.Reason, "revoked"
+	default:
+		st.Good, answer = true, "good"
+	}
+	// thisUpdate a minute back tolerates clients whose clocks run behind.
+	this := now.Add(-time.Minute).Truncate(time.Second)
+	der, err := c.signer.Load().Sign(st, req.HashAlgorithm, this, this.Add(c.cfg.Validity))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
+	}
+	r = &Response{DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity), Answer: answer}
+	c.mu.Lock()
+	if len(c.entries) >= maxEntries {
+		c.entries = map[cacheKey]*Response{}
+	}
+	c.entries[key] = r
+	c.mu.Unlock()
+	return r, nil
+}
+
+// Revoked drops every cached response of the serial, so the next request
+// signs from the new status.
+func (c *CacheSource) Revoked(serial pki.Serial) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+		delete(c.entries, cacheKey{serial, h})
+	}
+}
+
+// Run drops the entries of revoked certificates as events arrive, until ctx ends.
+func (c *CacheSource) Run(ctx context.Context, events <-chan pki.RevocationEvent) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			c.Revoked(ev.Serial)
+		}
+	}
+}
