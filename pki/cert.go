@@ -53,3 +53,12 @@ type RevocationEvent struct {
 	RevokedAt   time.Time
 	Reason      RevocationReason
 }
+
+// CRL is a signed certificate revocation list as stored.
+type CRL struct {
+	IssuerKeyID string
+	Number      int64
+	DER         []byte
+	ThisUpdate  time.Time
+	NextUpdate  time.Time
+}

@@ -96,6 +96,12 @@ type Store interface {
 	// time, then strictly greater on every call, even across processes.
 	NextCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
 
+	// SaveCRL stores crl as its issuer's latest unless a CRL with a number at
+	// least as high is stored already (then it returns saved=false).
+	SaveCRL(ctx context.Context, crl pki.CRL) (saved bool, err error)
+	// LatestCRL returns the issuer's latest stored CRL, or pki.NotFound.
+	LatestCRL(ctx context.Context, issuerKeyID string) (pki.CRL, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

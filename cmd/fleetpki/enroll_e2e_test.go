@@ -104,6 +104,8 @@ func TestEnrollWithCurlAndOpenSSL(t *testing.T) {
 	// the revocation through the API.
 	blkInt, _ := pem.Decode([]byte(out.Chain))
 	_ = os.WriteFile(file("issuer.pem"), pem.EncodeToMemory(blkInt), 0o644)
+	rootPEM, _ := os.ReadFile(file("root.pem"))
+	_ = os.WriteFile(file("chain-all.pem"), append(pem.EncodeToMemory(blkInt), rootPEM...), 0o644)
 	ocspQuery := func() string {
 		return run("openssl", "ocsp", "-issuer", file("issuer.pem"), "-cert", file("device.crt"), "-url", srv.url("/ocsp"),
 			"-CAfile", file("root.pem"), "-no_nonce")
@@ -129,5 +131,18 @@ func TestEnrollWithCurlAndOpenSSL(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("OCSP answered revoked %v after the API's revocation returned", time.Since(start))
+
+	// The CRL lists it within 2 s, verified and printed by openssl.
+	for {
+		run("curl", "-sSf", "-o", file("crl.der"), srv.url("/crl"))
+		o := run("openssl", "crl", "-inform", "DER", "-in", file("crl.der"), "-CAfile", file("chain-all.pem"), "-noout", "-text")
+		if strings.Contains(strings.ReplaceAll(o, ":", ""), strings.ToUpper(out.Serial)) && strings.Contains(o, "verify OK") {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("CRL does not list %s %v after the revocation:\n%s", out.Serial, time.Since(start), o)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	srv.stop(t)
 }

@@ -27,6 +27,8 @@ type publicConfig struct {
 	Logger   *slog.Logger
 	// OCSP answers POST /ocsp and GET /ocsp/{request}; nil leaves them out.
 	OCSP http.Handler
+	// CRL and CRLPEM serve GET /crl and GET /crl.pem; nil leaves them out.
+	CRL, CRLPEM http.Handler
 }
 
 // readyTimeout bounds one readiness check, well under a probe's own timeout.
@@ -37,7 +39,7 @@ const readyTimeout = 2 * time.Second
 const caCacheControl = "public, max-age=300"
 
 // newPublicHandler routes the unauthenticated endpoints of --http-addr.
-// The CRL routes join here in a later issue.
+// OCSP and the CRL are served here too, when configured.
 func newPublicHandler(cfg publicConfig) http.Handler {
 	m := newHTTPMetrics(cfg.Registry)
 	h := cfg.Hierarchy
@@ -65,6 +67,10 @@ func newPublicHandler(cfg publicConfig) http.Handler {
 	r.Get("/ca.pem", staticHandler("application/x-pem-file", chainPEM))
 	r.Get("/ca/root.crt", staticHandler("application/pkix-cert", h.Root().Raw))
 	r.Get("/ca/intermediate.crt", staticHandler("application/pkix-cert", h.Intermediate().Raw))
+	if cfg.CRL != nil {
+		r.Method(http.MethodGet, "/crl", cfg.CRL)
+		r.Method(http.MethodGet, "/crl.pem", cfg.CRLPEM)
+	}
 	if cfg.OCSP != nil {
 		r.Method(http.MethodPost, "/ocsp", cfg.OCSP)
 		r.Method(http.MethodGet, "/ocsp/*", cfg.OCSP)

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/fleetpki/fleetpki/crl"
 )
 
 // Timeouts of the public HTTP listener. Its answers are small (certificates,
@@ -67,9 +70,23 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		_ = ln.Close()
 		return err
 	}
+	crls, err := crl.New(crl.Config{Issuer: h.Intermediate(), Signer: h.Signer(), Store: st,
+		URL: strings.TrimRight(cfg.PublicURL, "/") + "/crl", Logger: log})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if _, err := crls.RunOnce(ctx); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ready := func(ctx context.Context) error {
+		_, crlErr := crls.Latest(ctx)
+		return errors.Join(st.Ping(ctx), ocspSvc.cache.Ready(), crlErr)
+	}
 	srv := &http.Server{
 		Handler: newPublicHandler(publicConfig{Hierarchy: h, Registry: reg, Logger: log, OCSP: ocspSvc.handler,
-			Ready: func(ctx context.Context) error { return errors.Join(st.Ping(ctx), ocspSvc.cache.Ready()) }}),
+			CRL: crls.Handler(false), CRLPEM: crls.Handler(true), Ready: ready}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -107,6 +124,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	})
 	g.Go(func() error { return serveTLS(tlsSrv, tln) })
 	g.Go(func() error { return ocspSvc.run(gctx) })
+	g.Go(func() error {
+		events, cancel := authority.Subscribe(1024)
+		defer cancel()
+		return crls.Run(gctx, events)
+	})
 	if self != nil {
 		g.Go(func() error { return self.run(gctx) })
 	}

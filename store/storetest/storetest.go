@@ -41,6 +41,7 @@ func Run(t *testing.T, open Opener) {
 		{"credentials", testCredentials},
 		{"concurrent use of a one-time credential", testCredentialOneUse},
 		{"idempotency keys", testIdempotency},
+		{"the stored CRL only moves forward", testCRLStorage},
 		{"not found", testNotFound},
 	}
 	for _, tc := range tests {

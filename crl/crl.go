@@ -1,0 +1,240 @@
+// Package crl publishes the issuing CA's certificate revocation list: an
+// Updater that regenerates it every period and soon after every revocation,
+// and an HTTP handler that serves the latest one.
+//
+// Policy: a CRL's number only grows (it comes from the store, and a stored
+// CRL is replaced only by a higher number, so replicas cannot go back); a
+// CRL past its nextUpdate is never served; every CRL carries an Issuing
+// Distribution Point equal to the CRL Distribution Point of the
+// certificates, which some brokers require.
+package crl
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// Store is what the updater needs from persistence.
+type Store interface {
+	ListRevoked(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) ([]pki.CertRecord, error)
+	NextCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
+	SaveCRL(ctx context.Context, c pki.CRL) (bool, error)
+	LatestCRL(ctx context.Context, issuerKeyID string) (pki.CRL, error)
+}
+
+// Config configures an Updater.
+type Config struct {
+	Issuer *x509.Certificate
+	Signer crypto.Signer
+	Store  Store
+	// URL is the CRL's own address, as in the certificates' CRL Distribution Point.
+	URL string
+	// Validity is nextUpdate - thisUpdate (default 7 days).
+	Validity time.Duration
+	// Period is the regeneration interval (default 1 hour); it must be well
+	// under Validity so that a CRL is always replaced before it expires.
+	Period time.Duration
+	// Debounce gathers revocations that arrive together into one CRL (default 500 ms).
+	Debounce time.Duration
+	Clock    pki.Clock
+	Logger   *slog.Logger
+}
+
+// Updater keeps the issuing CA's CRL fresh.
+type Updater struct {
+	cfg   Config
+	keyID string
+
+	mu     sync.RWMutex
+	latest *pki.CRL
+}
+
+// New checks cfg and returns an Updater.
+func New(cfg Config) (*Updater, error) {
+	if cfg.Validity == 0 {
+		cfg.Validity = 7 * 24 * time.Hour
+	}
+	if cfg.Period == 0 {
+		cfg.Period = time.Hour
+	}
+	if cfg.Debounce == 0 {
+		cfg.Debounce = 500 * time.Millisecond
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = pki.SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case cfg.Issuer == nil || cfg.Signer == nil || cfg.Store == nil:
+		return nil, errors.New("crl: Issuer, Signer and Store are required")
+	case cfg.URL == "":
+		return nil, errors.New("crl: URL is required (the Issuing Distribution Point)")
+	case cfg.Period*2 > cfg.Validity:
+		return nil, fmt.Errorf("crl: the period (%s) must be at most half the validity (%s)", cfg.Period, cfg.Validity)
+	case cfg.Issuer.KeyUsage&x509.KeyUsageCRLSign == 0 || len(cfg.Issuer.SubjectKeyId) == 0:
+		return nil, errors.New("crl: the issuer needs KeyUsage cRLSign and a subject key identifier")
+	}
+	return &Updater{cfg: cfg, keyID: hex.EncodeToString(cfg.Issuer.SubjectKeyId)}, nil
+}
+
+// Latest returns the current CRL: the one in memory, else the stored one;
+// pki.NotFound when there is none that is still valid.
+func (u *Updater) Latest(ctx context.Context) (pki.CRL, error) {
+	now := u.cfg.Clock.Now()
+	u.mu.RLock()
+	l := u.latest
+	u.mu.RUnlock()
+	if l != nil && now.Before(l.NextUpdate) {
+		return *l, nil
+	}
+	c, err := u.cfg.Store.LatestCRL(ctx, u.keyID)
+	if err != nil {
+		return pki.CRL{}, err
+	}
+	if !now.Before(c.NextUpdate) {
+		return pki.CRL{}, pki.Errorf(pki.NotFound, "the stored CRL expired at %s", c.NextUpdate)
+	}
+	u.remember(c)
+	return c, nil
+}
+
+func (u *Updater) remember(c pki.CRL) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.latest == nil || c.Number > u.latest.Number {
+		u.latest = &c
+	}
+}
+
+// RunOnce generates, signs and stores a new CRL.
+func (u *Updater) RunOnce(ctx context.Context) (pki.CRL, error) {
+	now := u.cfg.Clock.Now().UTC().Truncate(time.Second)
+	revoked, err := u.cfg.Store.ListRevoked(ctx, u.keyID, now)
+	if err != nil {
+		return pki.CRL{}, fmt.Errorf("crl: list revoked: %w", err)
+	}
+	n, err := u.cfg.Store.NextCRLNumber(ctx, u.keyID)
+	if err != nil {
+		return pki.CRL{}, fmt.Errorf("crl: number: %w", err)
+	}
+	idp, err := issuingDistributionPoint(u.cfg.URL)
+	if err != nil {
+		return pki.CRL{}, err
+	}
+	tmpl := &x509.RevocationList{
+		Number:                    big.NewInt(n),
+		ThisUpdate:                now,
+		NextUpdate:                now.Add(u.cfg.Validity),
+		ExtraExtensions:           []pkix.Extension{idp},
+		RevokedCertificateEntries: make([]x509.RevocationListEntry, 0, len(revoked)),
+	}
+	for _, c := range revoked {
+		if c.RevokedAt == nil {
+			continue
+		}
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
+			SerialNumber: c.Serial.BigInt(), RevocationTime: c.RevokedAt.UTC(), ReasonCode: int(c.Reason)})
+	}
+	der, err := x509.CreateRevocationList(nil, tmpl, u.cfg.Issuer, u.cfg.Signer)
+	if err != nil {
+		return pki.CRL{}, fmt.Errorf("crl: sign: %w", err)
+	}
+	c := pki.CRL{IssuerKeyID: u.keyID, Number: n, DER: der, ThisUpdate: tmpl.ThisUpdate, NextUpdate: tmpl.NextUpdate}
+	if _, err := u.cfg.Store.SaveCRL(ctx, c); err != nil {
+		return pki.CRL{}, fmt.Errorf("crl: save: %w", err)
+	}
+	u.remember(c)
+	u.cfg.Logger.InfoContext(ctx, "CRL published", "number", n, "entries", len(tmpl.RevokedCertificateEntries), "next_update", tmpl.NextUpdate)
+	return c, nil
+}
+
+// Run regenerates the CRL every period and, debounced, after revocation
+// events, until ctx ends; failures are logged and retried with backoff.
+func (u *Updater) Run(ctx context.Context, events <-chan pki.RevocationEvent) error {
+	tick := time.NewTicker(u.cfg.Period)
+	defer tick.Stop()
+	var debounce <-chan time.Time
+	backoff := time.Second
+	// A CRL made moments ago (by the caller, at start) need not be made again.
+	u.mu.RLock()
+	fresh := u.latest != nil && u.cfg.Clock.Now().Sub(u.latest.ThisUpdate) < u.cfg.Period/2
+	u.mu.RUnlock()
+	for {
+		if fresh {
+			fresh = false
+		} else if _, err := u.RunOnce(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			u.cfg.Logger.ErrorContext(ctx, "CRL generation failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+			continue
+		}
+		backoff = time.Second
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				break wait
+			case _, ok := <-events:
+				if !ok {
+					events = nil
+				} else if debounce == nil {
+					debounce = time.After(u.cfg.Debounce)
+				}
+			case <-debounce:
+				debounce = nil
+				break wait
+			}
+		}
+	}
+}
+
+// issuingDistributionPoint builds the IDP extension (RFC 5280 §5.2.5) naming
+// url as the full name, for a CRL of end-entity certificates only.
+func issuingDistributionPoint(url string) (pkix.Extension, error) {
+	// DistributionPointName is a CHOICE, so its [0] tag in the IDP is
+	// explicit, around fullName's implicit [0] GeneralNames; encoding/asn1
+	// cannot say that with struct tags, hence the raw values.
+	name, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(url)})
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("crl: issuing distribution point: %w", err)
+	}
+	fullName, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: name})
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("crl: issuing distribution point: %w", err)
+	}
+	type idp struct {
+		DistributionPoint     asn1.RawValue
+		OnlyContainsUserCerts bool `asn1:"optional,tag:1"`
+	}
+	v, err := asn1.Marshal(idp{
+		DistributionPoint:     asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: fullName},
+		OnlyContainsUserCerts: true,
+	})
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("crl: issuing distribution point: %w", err)
+	}
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: v}, nil
+}
