@@ -57,7 +57,7 @@ func commands() []command {
 		{"enroll", "enroll a device (not implemented yet)", notImplemented("enroll")},
 		{"revoke", "revoke a certificate or device (not implemented yet)", notImplemented("revoke")},
 		{"broker", "run a standalone MQTT broker (not implemented yet)", notImplemented("broker")},
-		{"crl", "export the CRL (not implemented yet)", notImplemented("crl")},
+		{"crl export", "write the current CRL to a file (PEM), with --watch on every change", (*cli).crlExport},
 		{"ocsp", "OCSP tools (not implemented yet)", notImplemented("ocsp")},
 	}
 }
