@@ -59,7 +59,11 @@ type Config struct {
 	Directory Directory
 	// PublicURL is the base of the OCSP and CRL URLs reported to enrolling clients.
 	PublicURL string
-	Logger    *slog.Logger
+	// EnrollRate limits enrollments per credential (requests per second,
+	// token bucket with EnrollBurst tokens); 0 means unlimited.
+	EnrollRate  float64
+	EnrollBurst int
+	Logger      *slog.Logger
 }
 
 // Validate refuses an incomplete configuration.
@@ -79,9 +83,10 @@ const maxBody = 64 << 10
 
 // API serves /api/v1.
 type API struct {
-	cfg Config
-	log *slog.Logger
-	err errorWriter
+	cfg    Config
+	log    *slog.Logger
+	err    errorWriter
+	limits *limiters
 }
 
 // New returns the API's handler, to be mounted at the root of the HTTPS listener.
@@ -92,7 +97,7 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, err: errorWriter{cfg.Logger}}
+	a := &API{cfg: cfg, log: cfg.Logger, err: errorWriter{cfg.Logger}, limits: newLimiters(cfg.EnrollRate, cfg.EnrollBurst, time.Now)}
 	return a.routes(), nil
 }
 

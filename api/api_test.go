@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -43,11 +44,11 @@ type testClock struct{ off time.Duration }
 
 func (c *testClock) Now() time.Time { return time.Now().Add(c.off).UTC() }
 
-func newEnv(t *testing.T) *env {
-	return newEnvClock(t, &testClock{})
+func newEnv(t *testing.T, opts ...func(*api.Config)) *env {
+	return newEnvClock(t, &testClock{}, opts...)
 }
 
-func newEnvClock(t *testing.T, clock pki.Clock) *env {
+func newEnvClock(t *testing.T, clock pki.Clock, opts ...func(*api.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -65,8 +66,12 @@ func newEnvClock(t *testing.T, clock pki.Clock) *env {
 		t.Fatal(err)
 	}
 	acc := ca.NewAccounts(st, nil)
-	handler, err := api.New(api.Config{Enroller: ca.NewEnroller(c, acc, st), Revoker: c, Accounts: acc,
-		Directory: ca.NewDirectory(st, nil), PublicURL: "http://127.0.0.1:8080"})
+	cfg := api.Config{Enroller: ca.NewEnroller(c, acc, st), Revoker: c, Accounts: acc,
+		Directory: ca.NewDirectory(st, nil), PublicURL: "http://127.0.0.1:8080"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	handler, err := api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,5 +404,22 @@ func TestRenewRefusals(t *testing.T) {
 	status, body, hdr = e.do(client(blk.Bytes, key), "POST", "/api/v1/renew", "", renewBody)
 	if p := mustProblem(t, status, hdr, body, http.StatusForbidden); !strings.Contains(p.Detail, "expired") {
 		t.Fatalf("expired certificate: %+v", p)
+	}
+}
+
+func TestEnrollRateLimit(t *testing.T) {
+	e := newEnv(t, func(c *api.Config) { c.EnrollRate, c.EnrollBurst = 0.01, 2 })
+	_, csr := newKeyCSR(t)
+	for i := range 2 {
+		if status, body, _ := e.do(nil, "POST", "/api/v1/enroll", e.cred, jsonBody(t, map[string]any{"device_id": fmt.Sprint("sensor-", i), "csr": csr})); status != 201 {
+			t.Fatalf("enrollment %d within the burst: %d %s", i, status, body)
+		}
+	}
+	status, body, hdr := e.do(nil, "POST", "/api/v1/enroll", e.cred, jsonBody(t, map[string]any{"device_id": "sensor-9", "csr": csr}))
+	if p := mustProblem(t, status, hdr, body, http.StatusTooManyRequests); p.Code != "rate_limited" || hdr.Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %+v, Retry-After %q", p, hdr.Get("Retry-After"))
+	}
+	if _, err := e.st.GetDevice(context.Background(), "sensor-9"); err == nil {
+		t.Fatal("a rate-limited request enrolled the device")
 	}
 }

@@ -59,6 +59,12 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, err)
 		return
 	}
+	if ok, wait := a.limits.allow(cred.ID); !ok {
+		w.Header().Set("Retry-After", retryAfterSeconds(wait))
+		writeProblem(w, r, Problem{Status: http.StatusTooManyRequests, Code: "rate_limited", Title: "Too many requests",
+			Detail: "this enrollment credential is over its rate limit; retry after " + retryAfterSeconds(wait) + " s"})
+		return
+	}
 	var req enrollRequest
 	if err := decode(r, &req); err != nil {
 		a.err.send(w, r, err)

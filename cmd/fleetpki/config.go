@@ -34,6 +34,8 @@ type config struct {
 	TLSSAN          string
 	TLSCert         string
 	TLSKey          string
+	EnrollRate      string
+	EnrollBurst     string
 
 	// envKeyPassword is FLEETPKI_KEY_PASSWORD, read when the flags are registered.
 	envKeyPassword string
@@ -41,6 +43,9 @@ type config struct {
 	keyPassword []byte
 	// level is LogLevel parsed; set by Validate.
 	level slog.Level
+	// enrollRate and enrollBurst are EnrollRate and EnrollBurst parsed; set by Validate.
+	enrollRate  float64
+	enrollBurst int
 }
 
 // envKeyPassword names the variable that carries the CA key password; it has
@@ -69,6 +74,8 @@ func (c *config) settings() []setting {
 		{"tls-san", "", "extra comma-separated DNS names or IPs for the HTTPS certificate the CA issues itself", &c.TLSSAN},
 		{"tls-cert", "", "PEM certificate chain for the HTTPS listener instead of one issued by the own CA (needs --tls-key)", &c.TLSCert},
 		{"tls-key", "", "PEM private key for --tls-cert", &c.TLSKey},
+		{"enroll-rate", "20", "enrollments per second allowed to each enrollment credential (token bucket); 0 is unlimited", &c.EnrollRate},
+		{"enroll-burst", "40", "burst of the per-credential enrollment limit", &c.EnrollBurst},
 		{"log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "text", "text or json", &c.LogFormat},
 	}
@@ -121,6 +128,13 @@ func (c *config) Validate(listeners bool) error {
 			if err := validateAddr(a.value); err != nil {
 				return fmt.Errorf("%s %q: %w", a.flag, a.value, err)
 			}
+		}
+		var err error
+		if c.enrollRate, err = strconv.ParseFloat(c.EnrollRate, 64); err != nil || c.enrollRate < 0 {
+			return fmt.Errorf("--enroll-rate %q: want a number of requests per second, 0 for unlimited", c.EnrollRate)
+		}
+		if c.enrollBurst, err = strconv.Atoi(c.EnrollBurst); err != nil || c.enrollBurst < 1 {
+			return fmt.Errorf("--enroll-burst %q: want a whole number of at least 1", c.EnrollBurst)
 		}
 		if (c.TLSCert == "") != (c.TLSKey == "") {
 			return errors.New("--tls-cert and --tls-key go together: set both or neither")

@@ -78,12 +78,14 @@ func (s *selfCert) run(ctx context.Context) error {
 func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log *slog.Logger) (*http.Server, *selfCert, error) {
 	accounts := ca.NewAccounts(st, nil)
 	handler, err := api.New(api.Config{
-		Enroller:  ca.NewEnroller(c, accounts, st),
-		Revoker:   c,
-		Accounts:  accounts,
-		Directory: ca.NewDirectory(st, nil),
-		PublicURL: cfg.PublicURL,
-		Logger:    log,
+		Enroller:    ca.NewEnroller(c, accounts, st),
+		Revoker:     c,
+		Accounts:    accounts,
+		Directory:   ca.NewDirectory(st, nil),
+		PublicURL:   cfg.PublicURL,
+		EnrollRate:  cfg.enrollRate,
+		EnrollBurst: cfg.enrollBurst,
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, nil, err
