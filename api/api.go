@@ -134,6 +134,7 @@ func (a *API) routes() http.Handler {
 			Detail: r.Method + " is not allowed on " + r.URL.Path})
 	})
 	r.Route("/api/v1", func(r chi.Router) {
+		r.Get("/openapi.yaml", serveSpec)
 		r.Post("/enroll", a.enroll)
 		r.Post("/renew", a.renew)
 		for _, rt := range adminRoutes {
