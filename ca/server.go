@@ -66,7 +66,9 @@ func (c *CA) IssueServerCertificate(ctx context.Context, names []string, validit
 		return nil, fmt.Errorf("server certificate: audit: %w", err)
 	}
 	chain := [][]byte{cert.Raw}
-	for _, ch := range c.h.Chain()[:1] { // the intermediate; clients hold the root
+	// The root too: stations pin it by fingerprint (fleetpki enroll), so
+	// it must be on the wire; other clients ignore it.
+	for _, ch := range c.h.Chain() {
 		chain = append(chain, ch.Raw)
 	}
 	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: cert}, nil

@@ -54,7 +54,7 @@ func commands() []command {
 		{"credential create", "create an enrollment credential (prints its secret once)", (*cli).credentialCreate},
 		{"audit verify", "check the audit log's hash chain", (*cli).auditVerify},
 		{"version", "print the version", (*cli).version},
-		{"enroll", "enroll a device (not implemented yet)", notImplemented("enroll")},
+		{"enroll", "enroll a device or a batch of devices (the factory station's client)", (*cli).enroll},
 		{"revoke", "revoke a certificate or device (not implemented yet)", notImplemented("revoke")},
 		{"broker", "run a standalone MQTT broker (not implemented yet)", notImplemented("broker")},
 		{"crl export", "write the current CRL to a file (PEM), with --watch on every change", (*cli).crlExport},
