@@ -165,13 +165,21 @@ func (e *Enroller) Enroll(ctx context.Context, cred pki.Credential, req IssueReq
 	}
 	req.Profile = profile
 	req.Actor.CredentialID = cred.ID
-	if err := e.ca.CheckRequest(ctx, req); err != nil {
+	p, csr, err := e.ca.check(ctx, req)
+	if err != nil {
 		return nil, err
 	}
-	if err := e.accounts.useCredential(ctx, cred.ID); err != nil {
-		return nil, err
+	// A credential with a use limit spends its use before signing, in its
+	// own conditional update, so the last use goes to exactly one caller.
+	// An unlimited one is counted by the store in the certificate's own
+	// transaction (the issue event names the credential): no extra commit.
+	if cred.MaxUses > 0 {
+		if err := e.accounts.useCredential(ctx, cred.ID); err != nil {
+			return nil, err
+		}
 	}
-	iss, err := e.ca.Issue(ctx, req)
+	iss, err := e.ca.sign(ctx, signRequest{deviceID: req.DeviceID, profile: p, csr: csr, metadata: req.Metadata,
+		actor: req.Actor, action: pki.ActionCertificateIssue})
 	if err != nil {
 		if errors.Is(err, pki.Invalid) {
 			return nil, err

@@ -22,7 +22,10 @@ import (
 type Store interface {
 	// InsertCertificate stores a newly issued certificate, creates its device
 	// (or updates the device's metadata and marks it active) and appends the
-	// audit event, all in one transaction. A duplicate serial returns a
+	// audit event, all in one transaction. When the event's actor names an
+	// enrollment credential without a use limit, the credential's use count
+	// grows in the same transaction (limited ones count through
+	// UseCredential, before issuing). A duplicate serial returns a
 	// pki.Conflict error and changes nothing.
 	InsertCertificate(ctx context.Context, cert pki.CertRecord, dev pki.Device, ev pki.AuditEvent) error
 	// GetCertificate returns the certificate with this serial, or pki.NotFound.

@@ -65,7 +65,7 @@ func (r result) lastLine() string {
 }
 
 // runCLI runs fleetpki with args and stdin to completion.
-func runCLI(t *testing.T, stdin string, args ...string) result {
+func runCLI(t testing.TB, stdin string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -85,7 +85,7 @@ func runCLI(t *testing.T, stdin string, args ...string) result {
 }
 
 // mustRun runs fleetpki and fails the test unless it exits 0.
-func mustRun(t *testing.T, stdin string, args ...string) result {
+func mustRun(t testing.TB, stdin string, args ...string) result {
 	t.Helper()
 	r := runCLI(t, stdin, args...)
 	if r.code != 0 {
@@ -114,7 +114,7 @@ var (
 // startServe starts `fleetpki serve` with args and waits until it logs its
 // HTTP and HTTPS addresses (both on free ports unless args say otherwise).
 // The process is killed at the end of the test if still running.
-func startServe(t *testing.T, args ...string) *server {
+func startServe(t testing.TB, args ...string) *server {
 	t.Helper()
 	args = append([]string{"serve", "--log-format", "text", "--https-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(binaryPath, args...)

@@ -198,8 +198,28 @@ func testCredentials(t *testing.T, s store.Store) {
 	if err != nil || len(cs) != 2 || cs[0].Name != "line-1" || !cs[1].Disabled {
 		t.Fatalf("ListCredentials = %+v, %v", cs, err)
 	}
-	if n := len(auditLog(t, s)); n != 3 {
-		t.Fatalf("audit has %d events, want 3 (two creations, one disable)", n)
+	// Issuance under an unlimited credential counts its use in the same
+	// transaction; under a limited one it does not (UseCredential did).
+	unl := pki.Credential{ID: "c4", Name: "line-4", Hash: bytes.Repeat([]byte{4}, 32), Profiles: []string{"device"}, CreatedAt: base}
+	if err := s.CreateCredential(ctx, unl, event(pki.ActionCredentialCreate, "line-4", base)); err != nil {
+		t.Fatal(err)
+	}
+	for _, credID := range []string{"c4", "c4", "c1"} {
+		cert := newCert("dev-"+credID, base)
+		ev := event(pki.ActionCertificateIssue, string(cert.Serial), base)
+		ev.Actor.CredentialID = credID
+		if err := s.InsertCertificate(ctx, cert, pki.Device{ID: cert.DeviceID, CreatedAt: base, UpdatedAt: base}, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := s.GetCredentialByHash(ctx, unl.Hash); got.Uses != 2 {
+		t.Fatalf("unlimited credential counted %d uses, want 2", got.Uses)
+	}
+	if got, _ := s.GetCredentialByHash(ctx, c.Hash); got.Uses != 2 {
+		t.Fatalf("limited credential counted %d uses, want still 2", got.Uses)
+	}
+	if n := len(auditLog(t, s)); n != 7 {
+		t.Fatalf("audit has %d events, want 7 (three creations, one disable, three issues)", n)
 	}
 }
 

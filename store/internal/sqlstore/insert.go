@@ -169,6 +169,9 @@ func (s *Store) insertFast(ctx context.Context, batch []*insertReq) error {
 	for i, q := range s.deviceUpserts(&a, batch) {
 		parts = append(parts, fmt.Sprintf("d%d AS (%s)", i, q))
 	}
+	if q := s.credentialUses(&a, batch); q != "" {
+		parts = append(parts, "u AS ("+q+")")
+	}
 	parts = append(parts, "e AS ("+s.eventInsert(&a, &h, batch)+")",
 		"h AS (UPDATE audit_head SET seq = "+a.add(h.seq)+", hash = "+a.add(h.hash)+
 			" WHERE id = 1 AND seq = "+a.add(s.head.seq)+" RETURNING 1)")
@@ -226,6 +229,12 @@ func (s *Store) insertLocked(ctx context.Context, tx *sql.Tx, batch []*insertReq
 			return fmt.Errorf("upsert devices: %w", err)
 		}
 		a = nil
+	}
+	a = nil
+	if q := s.credentialUses(&a, ok); q != "" {
+		if _, err := tx.ExecContext(ctx, q, a...); err != nil {
+			return fmt.Errorf("count credential uses: %w", err)
+		}
 	}
 	a = nil
 	if _, err := tx.ExecContext(ctx, s.eventInsert(&a, h, ok), a...); err != nil {
@@ -302,6 +311,32 @@ func (s *Store) deviceUpserts(a *args, batch []*insertReq) []string {
 			strings.Join(rows, ", ")+` ON CONFLICT (id) DO UPDATE SET `+set)
 	}
 	return out
+}
+
+// credentialUses returns the UPDATE counting one use per certificate of the
+// group's unlimited enrollment credentials ("" when there are none).
+func (s *Store) credentialUses(a *args, batch []*insertReq) string {
+	uses := map[string]int{}
+	var order []string
+	for _, r := range batch {
+		if id := r.ev.Actor.CredentialID; id != "" && r.ev.Action == pki.ActionCertificateIssue {
+			if uses[id] == 0 {
+				order = append(order, id)
+			}
+			uses[id]++
+		}
+	}
+	if len(order) == 0 {
+		return ""
+	}
+	var cases, ids []string
+	for _, id := range order {
+		p := a.add(id)
+		cases = append(cases, "WHEN "+p+" THEN "+a.add(uses[id]))
+		ids = append(ids, p)
+	}
+	return "UPDATE credentials SET uses = uses + CASE id " + strings.Join(cases, " ") + " ELSE 0 END WHERE max_uses = 0 AND id IN (" +
+		strings.Join(ids, ", ") + ")"
 }
 
 // eventInsert links the requests' events to the chain after h (advancing
