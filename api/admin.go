@@ -209,6 +209,7 @@ type credentialRequest struct {
 	DevicePattern string   `json:"device_pattern,omitempty"`
 	ExpiresIn     string   `json:"expires_in,omitempty"` // a Go duration, e.g. "720h"
 	MaxUses       int64    `json:"max_uses,omitempty"`
+	NoReenroll    bool     `json:"no_reenroll,omitempty"`
 }
 
 type credentialJSON struct {
@@ -218,6 +219,7 @@ type credentialJSON struct {
 	DevicePattern string   `json:"device_pattern"`
 	ExpiresAt     string   `json:"expires_at,omitempty"`
 	MaxUses       int64    `json:"max_uses"`
+	NoReenroll    bool     `json:"no_reenroll"`
 	Uses          int64    `json:"uses"`
 	Disabled      bool     `json:"disabled"`
 	CreatedAt     string   `json:"created_at"`
@@ -227,7 +229,7 @@ type credentialJSON struct {
 
 func toCredential(c pki.Credential) credentialJSON {
 	j := credentialJSON{ID: c.ID, Name: c.Name, Profiles: c.Profiles, DevicePattern: c.DevicePattern, MaxUses: c.MaxUses,
-		Uses: c.Uses, Disabled: c.Disabled, CreatedAt: rfc3339(c.CreatedAt)}
+		NoReenroll: c.NoReenroll, Uses: c.Uses, Disabled: c.Disabled, CreatedAt: rfc3339(c.CreatedAt)}
 	if c.ExpiresAt != nil {
 		j.ExpiresAt = rfc3339(*c.ExpiresAt)
 	}
@@ -250,7 +252,7 @@ func (a *API) createCredential(w http.ResponseWriter, r *http.Request) {
 		ttl = d
 	}
 	secret, c, err := a.cfg.Accounts.CreateCredential(r.Context(), ca.CredentialSpec{Name: req.Name, Profiles: req.Profiles,
-		DevicePattern: req.DevicePattern, TTL: ttl, MaxUses: req.MaxUses}, actor(r, "user:"+userOf(r).Name))
+		DevicePattern: req.DevicePattern, TTL: ttl, MaxUses: req.MaxUses, NoReenroll: req.NoReenroll}, actor(r, "user:"+userOf(r).Name))
 	if err != nil {
 		a.err.send(w, r, err)
 		return

@@ -423,3 +423,24 @@ func TestEnrollRateLimit(t *testing.T) {
 		t.Fatal("a rate-limited request enrolled the device")
 	}
 }
+
+func TestCredentialWithoutReenroll(t *testing.T) {
+	e := newEnv(t)
+	secret, _, err := e.accounts.CreateCredential(context.Background(), ca.CredentialSpec{Name: "bootstrap", NoReenroll: true}, pki.Actor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, csr := newKeyCSR(t)
+	if status, body, _ := e.do(nil, "POST", "/api/v1/enroll", e.cred, jsonBody(t, map[string]any{"device_id": "sensor-1", "csr": csr})); status != 201 {
+		t.Fatalf("first enrollment: %d %s", status, body)
+	}
+	status, body, hdr := e.do(nil, "POST", "/api/v1/enroll", secret, jsonBody(t, map[string]any{"device_id": "sensor-1", "csr": csr}))
+	mustProblem(t, status, hdr, body, http.StatusConflict)
+	if status, body, _ := e.do(nil, "POST", "/api/v1/enroll", secret, jsonBody(t, map[string]any{"device_id": "sensor-2", "csr": csr})); status != 201 {
+		t.Fatalf("a new device under a no-reenroll credential: %d %s", status, body)
+	}
+	// The default credential re-enrolls (a re-flashed device gets a new certificate).
+	if status, body, _ := e.do(nil, "POST", "/api/v1/enroll", e.cred, jsonBody(t, map[string]any{"device_id": "sensor-1", "csr": csr})); status != 201 {
+		t.Fatalf("re-enrollment: %d %s", status, body)
+	}
+}

@@ -157,6 +157,8 @@ type CredentialSpec struct {
 	TTL time.Duration
 	// MaxUses bounds the number of enrollments; 0 means unlimited.
 	MaxUses int64
+	// NoReenroll refuses device ids that are enrolled already.
+	NoReenroll bool
 }
 
 var credentialNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -181,9 +183,10 @@ func (a *Accounts) CreateCredential(ctx context.Context, spec CredentialSpec, ac
 	secret := credentialPrefix + randomSecret()
 	now := a.clock.Now()
 	c := pki.Credential{ID: randomID(), Name: spec.Name, Hash: secretHash(secret), Profiles: profiles,
-		DevicePattern: spec.DevicePattern, MaxUses: spec.MaxUses, CreatedAt: now}
+		DevicePattern: spec.DevicePattern, MaxUses: spec.MaxUses, NoReenroll: spec.NoReenroll, CreatedAt: now}
 	details := map[string]string{"credential_id": c.ID, "profiles": strings.Join(profiles, ","),
-		"device_pattern": spec.DevicePattern, "max_uses": strconv.FormatInt(spec.MaxUses, 10)}
+		"device_pattern": spec.DevicePattern, "max_uses": strconv.FormatInt(spec.MaxUses, 10),
+		"no_reenroll": strconv.FormatBool(spec.NoReenroll)}
 	if spec.TTL > 0 {
 		exp := now.Add(spec.TTL)
 		c.ExpiresAt = &exp

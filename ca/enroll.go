@@ -16,8 +16,10 @@ import (
 	"github.com/fleetpki/fleetpki/pki"
 )
 
-// IdempotencyStore keeps the idempotency keys of enrollment requests.
-type IdempotencyStore interface {
+// EnrollStore keeps the idempotency keys of enrollment requests and tells
+// whether a device exists.
+type EnrollStore interface {
+	GetDevice(ctx context.Context, id string) (pki.Device, error)
 	ClaimIdempotencyKey(ctx context.Context, c pki.IdempotencyClaim) (pki.Idempotency, pki.Serial, error)
 	CompleteIdempotencyKey(ctx context.Context, credID, key string, serial pki.Serial) error
 	ReleaseIdempotencyKey(ctx context.Context, credID, key string) error
@@ -39,11 +41,11 @@ const (
 type Enroller struct {
 	ca       *CA
 	accounts *Accounts
-	idem     IdempotencyStore
+	idem     EnrollStore
 }
 
 // NewEnroller returns an Enroller over the CA, the accounts and the store of idempotency keys.
-func NewEnroller(c *CA, a *Accounts, idem IdempotencyStore) *Enroller {
+func NewEnroller(c *CA, a *Accounts, idem EnrollStore) *Enroller {
 	return &Enroller{ca: c, accounts: a, idem: idem}
 }
 
@@ -168,6 +170,18 @@ func (e *Enroller) Enroll(ctx context.Context, cred pki.Credential, req IssueReq
 	p, csr, err := e.ca.check(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if cred.NoReenroll {
+		// Checked, not locked: two first enrollments of one id racing
+		// under such a credential could both pass; its purpose is to stop
+		// a leaked credential from re-keying existing devices.
+		_, err := e.idem.GetDevice(ctx, req.DeviceID)
+		switch {
+		case err == nil:
+			return nil, pki.Errorf(pki.Conflict, "device %q is enrolled already and this credential does not re-enroll", req.DeviceID)
+		case !errors.Is(err, pki.NotFound):
+			return nil, fmt.Errorf("enroll %q: %w", req.DeviceID, err)
+		}
 	}
 	// A credential with a use limit spends its use before signing, in its
 	// own conditional update, so the last use goes to exactly one caller.

@@ -75,7 +75,10 @@ type Credential struct {
 	DevicePattern string   // an RE2 regular expression, anchored on use; empty allows any id
 	ExpiresAt     *time.Time
 	MaxUses       int64 // 0 means unlimited
-	Uses          int64
-	Disabled      bool
-	CreatedAt     time.Time
+	// NoReenroll refuses a device id that is enrolled already (re-flashed
+	// devices then need another credential).
+	NoReenroll bool
+	Uses       int64
+	Disabled   bool
+	CreatedAt  time.Time
 }

@@ -116,6 +116,7 @@ func (c *cli) credentialCreate(ctx context.Context, args []string) error {
 	var expires durationValue
 	fs.Var(&expires, "expires", "lifetime, e.g. 720h or 30d; 0 means it never expires")
 	maxUses := fs.Int64("max-uses", 0, "number of enrollments allowed; 0 means unlimited")
+	noReenroll := fs.Bool("no-reenroll", false, "refuse device ids that are enrolled already (a bootstrap credential for new devices)")
 	log, err := c.start(fs, cfg, args, false)
 	if err != nil {
 		return err
@@ -142,6 +143,7 @@ func (c *cli) credentialCreate(ctx context.Context, args []string) error {
 	}
 	secret, cred, err := ca.NewAccounts(st, nil).CreateCredential(ctx, ca.CredentialSpec{
 		Name: *name, Profiles: profiles, DevicePattern: *pattern, TTL: time.Duration(expires), MaxUses: *maxUses,
+		NoReenroll: *noReenroll,
 	}, cliActor())
 	if err != nil {
 		return err

@@ -200,7 +200,7 @@ func testCredentials(t *testing.T, s store.Store) {
 	}
 	// Issuance under an unlimited credential counts its use in the same
 	// transaction; under a limited one it does not (UseCredential did).
-	unl := pki.Credential{ID: "c4", Name: "line-4", Hash: bytes.Repeat([]byte{4}, 32), Profiles: []string{"device"}, CreatedAt: base}
+	unl := pki.Credential{ID: "c4", Name: "line-4", Hash: bytes.Repeat([]byte{4}, 32), Profiles: []string{"device"}, NoReenroll: true, CreatedAt: base}
 	if err := s.CreateCredential(ctx, unl, event(pki.ActionCredentialCreate, "line-4", base)); err != nil {
 		t.Fatal(err)
 	}
@@ -212,8 +212,8 @@ func testCredentials(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	if got, _ := s.GetCredentialByHash(ctx, unl.Hash); got.Uses != 2 {
-		t.Fatalf("unlimited credential counted %d uses, want 2", got.Uses)
+	if got, _ := s.GetCredentialByHash(ctx, unl.Hash); got.Uses != 2 || !got.NoReenroll {
+		t.Fatalf("unlimited credential counted %d uses (want 2), NoReenroll %v (want true)", got.Uses, got.NoReenroll)
 	}
 	if got, _ := s.GetCredentialByHash(ctx, c.Hash); got.Uses != 2 {
 		t.Fatalf("limited credential counted %d uses, want still 2", got.Uses)
