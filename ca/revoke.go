@@ -138,3 +138,18 @@ func (f *feed) publish(ev pki.RevocationEvent) {
 		}
 	}
 }
+
+// PublishStored publishes a revocation that another process made (or this
+// one, heard back through the database): it reads the stored record and,
+// if the certificate is revoked, tells the subscribers. Subscribers must
+// bear seeing a revocation twice.
+func (c *CA) PublishStored(ctx context.Context, serial pki.Serial) error {
+	rec, err := c.store.GetCertificate(ctx, serial)
+	if err != nil {
+		return fmt.Errorf("revocation of %s: %w", serial, err)
+	}
+	if rec.Status == pki.CertRevoked {
+		c.feed.publish(c.revocationEvent(rec, rec.Reason, c.clock.Now()))
+	}
+	return nil
+}

@@ -126,6 +126,10 @@ func TestMosquittoPicksUpRevocationWithoutRestart(t *testing.T) {
 	port := freePort(t)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	_ = os.WriteFile(conf, []byte(fmt.Sprintf(`user root
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
 per_listener_settings true
 listener %d 127.0.0.1
 allow_anonymous true
@@ -142,8 +146,25 @@ set_tcp_nodelay true
 	if err := broker.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = broker.Process.Kill(); _ = broker.Wait() })
+	exited := make(chan error, 1)
+	go func() { exited <- broker.Wait() }()
+	t.Cleanup(func() { _ = broker.Process.Kill(); <-exited })
 	pid := broker.Process.Pid
+	// Wait until Mosquitto listens (or fail with its log if it exits).
+	for up := false; !up; {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("mosquitto exited: %v\n%s", err, blog.String())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+			c.Close()
+			up = true
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 
 	watch := exec.Command(binaryPath, "crl", "export", "--data-dir", data, "--out", crlFile, "--watch", "--interval", "200ms",
 		"--exec", "kill -HUP "+strconv.Itoa(pid))
@@ -192,7 +213,13 @@ set_tcp_nodelay true
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("Mosquitto refused the revoked device %v after the revocation", time.Since(start).Round(time.Millisecond))
-	if broker.ProcessState != nil || broker.Process.Signal(syscallZero) != nil {
+	select {
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("Mosquitto exited (%v): it must keep running across the CRL reloads", err)
+	default:
+	}
+	if broker.Process.Signal(syscallZero) != nil {
 		t.Fatal("Mosquitto is not the same running process")
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fleetpki/fleetpki/crl"
+	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/store/postgres"
 )
 
 // Timeouts of the public HTTP listener. Its answers are small (certificates,
@@ -124,6 +126,16 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	})
 	g.Go(func() error { return serveTLS(tlsSrv, tln) })
 	g.Go(func() error { return ocspSvc.run(gctx) })
+	if pg, ok := st.(*postgres.Store); ok {
+		// Replicas sharing the database hear of each other's revocations.
+		g.Go(func() error {
+			return pg.ListenRevocations(gctx, log, func(serial pki.Serial) {
+				if err := authority.PublishStored(gctx, serial); err != nil {
+					log.WarnContext(gctx, "revocation from another replica not applied", "serial", serial, "err", err)
+				}
+			})
+		})
+	}
 	g.Go(func() error {
 		events, cancel := authority.Subscribe(1024)
 		defer cancel()

@@ -50,6 +50,7 @@ var dialect = sqlstore.Dialect{
 		return errors.As(err, &e) && e.Code == "23505"
 	},
 	IsUnavailable: isUnavailable,
+	NotifyRevoked: notifyRevoked,
 }
 
 func isUnavailable(err error) bool {

@@ -126,12 +126,25 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial pki.Serial, reason
 			return false, fmt.Errorf("update certificate: %w", err)
 		}
 		rec, changed = c, true
+		if err := s.notifyRevoked(ctx, tx, []pki.Serial{c.Serial}); err != nil {
+			return false, err
+		}
 		return false, s.markDeviceIfAllRevoked(ctx, tx, c.DeviceID, at)
 	})
 	if err != nil {
 		return pki.CertRecord{}, false, err
 	}
 	return rec, changed, nil
+}
+
+func (s *Store) notifyRevoked(ctx context.Context, tx *sql.Tx, serials []pki.Serial) error {
+	if s.d.NotifyRevoked == nil || len(serials) == 0 {
+		return nil
+	}
+	if err := s.d.NotifyRevoked(ctx, tx, serials); err != nil {
+		return fmt.Errorf("notify revocation: %w", err)
+	}
+	return nil
 }
 
 // markDeviceIfAllRevoked sets the device revoked when none of its
@@ -176,6 +189,13 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID string, reason pki.Re
 			return false, fmt.Errorf("update certificates: %w", err)
 		}
 		if err := s.markDeviceIfAllRevoked(ctx, tx, deviceID, at); err != nil {
+			return false, err
+		}
+		serials := make([]pki.Serial, len(revoked))
+		for i, c := range revoked {
+			serials[i] = c.Serial
+		}
+		if err := s.notifyRevoked(ctx, tx, serials); err != nil {
 			return false, err
 		}
 		return len(revoked) == 0, nil

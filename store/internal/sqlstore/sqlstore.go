@@ -36,6 +36,10 @@ type Dialect struct {
 	// WritableCTE says the database runs INSERT/UPDATE inside WITH and has
 	// the fleetpki_assert function, enabling the one-statement group insert.
 	WritableCTE bool
+	// NotifyRevoked, when set, tells other processes sharing the database
+	// about revocations, inside the revoking transaction (so only committed
+	// revocations are told): Postgres NOTIFY.
+	NotifyRevoked func(ctx context.Context, tx *sql.Tx, serials []pki.Serial) error
 	// IsUnavailable reports whether err means the database cannot be reached.
 	IsUnavailable func(error) bool
 }
