@@ -88,7 +88,11 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("ETag", etag)
 	h.Set("Last-Modified", resp.ThisUpdate.UTC().Format(http.TimeFormat))
 	h.Set("Expires", resp.NextUpdate.UTC().Format(http.TimeFormat))
-	h.Set("Cache-Control", "max-age="+strconv.Itoa(int(resp.NextUpdate.Sub(now).Seconds()))+", public, no-transform, must-revalidate")
+	if resp.Fresh {
+		h.Set("Cache-Control", "no-store")
+	} else {
+		h.Set("Cache-Control", "max-age="+strconv.Itoa(int(resp.NextUpdate.Sub(now).Seconds()))+", public, no-transform, must-revalidate")
+	}
 	rs.answers.WithLabelValues(resp.Answer).Inc()
 	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
 		w.WriteHeader(http.StatusNotModified)

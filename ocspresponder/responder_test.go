@@ -159,6 +159,13 @@ func TestOpenSSLClient(t *testing.T) {
 	if !strings.Contains(out, "Response verify OK") || !strings.Contains(out, leafPath+": good") {
 		t.Fatalf("good: %s", out)
 	}
+	// With a nonce (openssl's default), the nonce is echoed: openssl checks
+	// it and would warn "WARNING: no nonce in response" otherwise.
+	out = query("-nonce", "-resp_text")
+	if !strings.Contains(out, "Response verify OK") || !strings.Contains(out, leafPath+": good") ||
+		strings.Contains(out, "no nonce") || !strings.Contains(out, "OCSP Nonce") {
+		t.Fatalf("good with nonce: %s", out)
+	}
 	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
 	f.status.set(serial, pki.CertRecord{Serial: serial, Status: pki.CertRevoked, RevokedAt: &at, Reason: pki.ReasonKeyCompromise, NotAfter: leaf.NotAfter})
 	start := time.Now()

@@ -22,6 +22,9 @@ type Response struct {
 	NextUpdate time.Time
 	// Answer is "good", "revoked" or "unknown", for metrics.
 	Answer string
+	// Fresh marks a response made for this request alone (it echoes a
+	// nonce): not to be cached by anyone.
+	Fresh bool
 }
 
 // Source answers one parsed request.
@@ -141,7 +144,21 @@ func (c *CacheSource) SetSigner(s *Signer) error {
 func (c *CacheSource) Ready() error { return c.signer.Load().Validate(c.cfg.Clock.Now()) }
 
 // Response returns the cached response while it is fresh, else signs one.
+// A request with a nonce gets the same answer signed anew with its nonce
+// echoed (RFC 6960 §4.4.1); nonce answers are not cached.
 func (c *CacheSource) Response(ctx context.Context, req *Request) (*Response, error) {
+	r, err := c.response(ctx, req)
+	if err != nil || req.Nonce == nil {
+		return r, err
+	}
+	der, err := withNonce(r.DER, req.Nonce, c.signer.Load().Key, c.cfg.Clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
+	}
+	return &Response{DER: der, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate, Answer: r.Answer, Fresh: true}, nil
+}
+
+func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, error) {
 	serial := pki.NewSerial(req.SerialNumber)
 	key := cacheKey{serial, req.HashAlgorithm}
 	now := c.cfg.Clock.Now()
