@@ -24,7 +24,7 @@ import (
 )
 
 // needTool fails (under CI) or skips (elsewhere) when a peer program is missing.
-func needTool(t *testing.T, tools ...string) {
+func needTool(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -36,7 +36,7 @@ func needTool(t *testing.T, tools ...string) {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,7 +46,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func pemFile(t *testing.T, path, typ string, der []byte) string {
+func pemFile(t testing.TB, path, typ string, der []byte) string {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func pemFile(t *testing.T, path, typ string, der []byte) string {
 }
 
 // enrollDevice enrolls id through the HTTPS API in Go and writes device.crt and device.key into dir.
-func enrollDevice(t *testing.T, srv *server, rootDER []byte, secret, id, dir string) (serial string) {
+func enrollDevice(t testing.TB, srv *server, rootDER []byte, secret, id, dir string) (serial string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+)
+
+// BenchmarkOCSPLoad loads a running serve's OCSP responder on 127.0.0.1 with
+// requests for 1,000 distinct certificates (keep-alive, GET and POST, 16
+// clients), and, in the same run, `openssl ocsp -index` on the same
+// certificates as the baseline (one request per connection: it answers
+// HTTP/1.0). Bounded by b.N requests per sub-benchmark.
+//
+//	make bench BENCH=OCSPLoad   (or)
+//	go test -run '^$' -bench OCSPLoad -benchtime 20000x ./cmd/fleetpki/
+func BenchmarkOCSPLoad(b *testing.B) {
+	needTool(b, "openssl")
+	dir := b.TempDir()
+	data := filepath.Join(dir, "data")
+	srv := startServe(b, "--data-dir", data, "--http-addr", "127.0.0.1:0", "--enroll-rate", "0")
+	secret := mustRun(b, "", "credential", "create", "--data-dir", data, "--name", "bench").lastLine()
+	rootDER := getBody(b, srv.url("/ca/root.crt"))
+	issuer, _ := x509.ParseCertificate(getBody(b, srv.url("/ca/intermediate.crt")))
+
+	// 1,000 certificates, through the API.
+	const n = 1000
+	reqs := make([][]byte, n)
+	var index strings.Builder
+	for i := range n {
+		d := b.TempDir()
+		enrollDevice(b, srv, rootDER, secret, fmt.Sprintf("dev-%04d", i), d)
+		pemBytes, _ := os.ReadFile(filepath.Join(d, "device.crt"))
+		blk, _ := pem.Decode(pemBytes)
+		leaf, _ := x509.ParseCertificate(blk.Bytes)
+		reqs[i], _ = ocsp.CreateRequest(leaf, issuer, nil)
+		fmt.Fprintf(&index, "V\t%s\t\t%X\tunknown\t/CN=%s\n", leaf.NotAfter.UTC().Format("060102150405Z"), leaf.SerialNumber, leaf.Subject.CommonName)
+	}
+
+	b.Run("fleetpki/GET", func(b *testing.B) {
+		loadOCSP(b, 16, true, func(i int) *http.Request {
+			r, _ := http.NewRequest("GET", srv.url("/ocsp/")+base64.StdEncoding.EncodeToString(reqs[i%n]), nil)
+			return r
+		})
+	})
+	b.Run("fleetpki/POST", func(b *testing.B) {
+		loadOCSP(b, 16, true, func(i int) *http.Request {
+			r, _ := http.NewRequest("POST", srv.url("/ocsp"), bytes.NewReader(reqs[i%n]))
+			r.Header.Set("Content-Type", "application/ocsp-request")
+			return r
+		})
+	})
+
+	// The baseline: openssl's responder, signing with the issuing CA's key
+	// (a CA-signed response, which RFC 6960 allows) on the same certificates.
+	idx := filepath.Join(dir, "index.txt")
+	_ = os.WriteFile(idx, []byte(index.String()), 0o600)
+	issuerPEM := filepath.Join(dir, "issuer.pem")
+	_ = os.WriteFile(issuerPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issuer.Raw}), 0o600)
+	port := freePort(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ossl := exec.CommandContext(ctx, "openssl", "ocsp", "-index", idx, "-port", strconv.Itoa(port), "-rsigner", issuerPEM,
+		"-rkey", filepath.Join(data, "ca", "intermediate.key"), "-CA", issuerPEM, "-ndays", "1")
+	if err := ossl.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cancel(); _ = ossl.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	b.Run("openssl/POST", func(b *testing.B) {
+		loadOCSP(b, 16, false, func(i int) *http.Request {
+			r, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/", port), bytes.NewReader(reqs[i%n]))
+			r.Header.Set("Content-Type", "application/ocsp-request")
+			return r
+		})
+	})
+}
+
+func loadOCSP(b *testing.B, clients int, keepAlive bool, mk func(i int) *http.Request) {
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, DisableKeepAlives: !keepAlive}
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= b.N {
+					return
+				}
+				t0 := time.Now()
+				resp, err := c.Do(mk(i))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				lat[i] = time.Since(t0)
+				if resp.StatusCode != 200 || len(body) < 100 {
+					b.Errorf("answer %d, %d bytes", resp.StatusCode, len(body))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/el.Seconds(), "resp/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+}
+
+func getBody(b *testing.B, url string) []byte {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return body
+}
