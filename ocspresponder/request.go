@@ -1,9 +1,12 @@
 package ocspresponder
 
 import (
+	"crypto"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"golang.org/x/crypto/ocsp"
 )
@@ -30,6 +33,26 @@ type rawExtension struct {
 	ID       asn1.ObjectIdentifier
 	Critical bool `asn1:"optional"`
 	Value    []byte
+}
+
+type singleRequest struct {
+	CertID     certID
+	Extensions asn1.RawValue `asn1:"explicit,tag:0,optional"`
+}
+
+type certID struct {
+	HashAlgorithm pkix.AlgorithmIdentifier
+	NameHash      []byte
+	IssuerKeyHash []byte
+	SerialNumber  *big.Int
+}
+
+// hashes are the CertID hash algorithms answered, by OID.
+var hashes = map[string]crypto.Hash{
+	"1.3.14.3.2.26":          crypto.SHA1,
+	"2.16.840.1.101.3.4.2.1": crypto.SHA256,
+	"2.16.840.1.101.3.4.2.2": crypto.SHA384,
+	"2.16.840.1.101.3.4.2.3": crypto.SHA512,
 }
 
 // Request is a parsed OCSP request with the parts fleetpki uses.
@@ -59,13 +82,21 @@ func ParseRequest(der []byte) (*Request, error) {
 	case len(raw.Signature.FullBytes) > 0:
 		return nil, fmt.Errorf("%w: signed requests are not supported", errMalformed)
 	}
-	req, err := ocsp.ParseRequest(der)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	// The one CertID, read here rather than by ocsp.ParseRequest, which
+	// would parse the whole request a second time.
+	var one singleRequest
+	if rest, err := asn1.Unmarshal(raw.TBS.RequestList[0].FullBytes, &one); err != nil || len(rest) > 0 {
+		return nil, fmt.Errorf("%w: bad CertID", errMalformed)
 	}
-	if req.HashAlgorithm == 0 || !req.HashAlgorithm.Available() {
+	h, ok := hashes[one.CertID.HashAlgorithm.Algorithm.String()]
+	if !ok || !h.Available() {
 		return nil, fmt.Errorf("%w: unsupported hash algorithm", errMalformed)
 	}
+	if len(one.CertID.NameHash) != h.Size() || len(one.CertID.IssuerKeyHash) != h.Size() {
+		return nil, fmt.Errorf("%w: issuer hashes of the wrong length", errMalformed)
+	}
+	req := &ocsp.Request{HashAlgorithm: h, IssuerNameHash: one.CertID.NameHash,
+		IssuerKeyHash: one.CertID.IssuerKeyHash, SerialNumber: one.CertID.SerialNumber}
 	if req.SerialNumber == nil || req.SerialNumber.Sign() <= 0 {
 		return nil, fmt.Errorf("%w: no positive serial", errMalformed)
 	}

@@ -1,9 +1,7 @@
 package ocspresponder
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -24,10 +22,11 @@ const maxRequestBytes = 4 << 10
 // Responder serves OCSP over HTTP: POST to its path with an
 // application/ocsp-request body, or GET <path>/<base64 request>.
 type Responder struct {
-	source  Source
-	log     *slog.Logger
-	answers *prometheus.CounterVec
-	now     func() time.Time
+	source   Source
+	log      *slog.Logger
+	answers  *prometheus.CounterVec
+	counters map[string]prometheus.Counter // read-only after NewResponder
+	now      func() time.Time
 }
 
 // NewResponder returns a Responder around source; reg may be nil.
@@ -42,6 +41,10 @@ func NewResponder(source Source, log *slog.Logger, reg prometheus.Registerer) *R
 		}, []string{"answer"})}
 	if reg != nil {
 		reg.MustRegister(r.answers)
+	}
+	r.counters = map[string]prometheus.Counter{}
+	for _, a := range []string{"good", "revoked", "unknown", "malformed", "unauthorized", "try_later"} {
+		r.counters[a] = r.answers.WithLabelValues(a)
 	}
 	return r
 }
@@ -81,19 +84,21 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rs.fail(w, "try_later", ocsp.TryLaterErrorResponse)
 		return
 	}
-	sum := sha256.Sum256(resp.DER)
-	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	if resp.etag == "" {
+		resp.headers() // a Source other than CacheSource
+	}
+	etag := resp.etag
 	h := w.Header()
 	h.Set("Content-Type", "application/ocsp-response")
 	h.Set("ETag", etag)
-	h.Set("Last-Modified", resp.ThisUpdate.UTC().Format(http.TimeFormat))
-	h.Set("Expires", resp.NextUpdate.UTC().Format(http.TimeFormat))
+	h.Set("Last-Modified", resp.lastModified)
+	h.Set("Expires", resp.expires)
 	if resp.Fresh {
 		h.Set("Cache-Control", "no-store")
 	} else {
 		h.Set("Cache-Control", "max-age="+strconv.Itoa(int(resp.NextUpdate.Sub(now).Seconds()))+", public, no-transform, must-revalidate")
 	}
-	rs.answers.WithLabelValues(resp.Answer).Inc()
+	rs.count(resp.Answer)
 	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -133,8 +138,17 @@ func (rs *Responder) requestBytes(w http.ResponseWriter, r *http.Request) ([]byt
 	return nil, errMethod
 }
 
-func (rs *Responder) fail(w http.ResponseWriter, answer string, body []byte) {
+// count increments the answer's counter, resolved once per label.
+func (rs *Responder) count(answer string) {
+	if c, ok := rs.counters[answer]; ok {
+		c.Inc()
+		return
+	}
 	rs.answers.WithLabelValues(answer).Inc()
+}
+
+func (rs *Responder) fail(w http.ResponseWriter, answer string, body []byte) {
+	rs.count(answer)
 	w.Header().Set("Content-Type", "application/ocsp-response")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(body)

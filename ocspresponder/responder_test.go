@@ -269,6 +269,7 @@ func TestAnswers(t *testing.T) {
 		"truncated": good[:len(good)-3],
 		"oversized": bytes.Repeat([]byte{0x30}, maxRequestBytes+10),
 		"two ids":   twoCertIDs(t, good),
+		"md5 hash":  withHashOID(t, good, asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 5}),
 	} {
 		if r := post(body); r.Status != -int(ocsp.Malformed) {
 			t.Errorf("%s: status %d, want malformedRequest", name, r.Status)
@@ -323,4 +324,27 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("accepted a request without a usable CertID: %+v", r)
 		}
 	})
+}
+
+// withHashOID rewrites a request's CertID hash algorithm.
+func withHashOID(t *testing.T, der []byte, oid asn1.ObjectIdentifier) []byte {
+	var raw rawOCSPRequest
+	if _, err := asn1.Unmarshal(der, &raw); err != nil {
+		t.Fatal(err)
+	}
+	var one singleRequest
+	if _, err := asn1.Unmarshal(raw.TBS.RequestList[0].FullBytes, &one); err != nil {
+		t.Fatal(err)
+	}
+	one.CertID.HashAlgorithm.Algorithm = oid
+	b, err := asn1.Marshal(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.TBS.RequestList[0] = asn1.RawValue{FullBytes: b}
+	out, err := asn1.Marshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +28,18 @@ type Response struct {
 	// Fresh marks a response made for this request alone (it echoes a
 	// nonce): not to be cached by anyone.
 	Fresh bool
+
+	// Precomputed HTTP headers of a cached response (see headers).
+	etag, lastModified, expires string
+}
+
+// headers computes, once per response, the header values the responder
+// sends with it.
+func (r *Response) headers() {
+	sum := sha256.Sum256(r.DER)
+	r.etag = `"` + hex.EncodeToString(sum[:16]) + `"`
+	r.lastModified = r.ThisUpdate.UTC().Format(http.TimeFormat)
+	r.expires = r.NextUpdate.UTC().Format(http.TimeFormat)
 }
 
 // Source answers one parsed request.
@@ -155,7 +170,9 @@ func (c *CacheSource) Response(ctx context.Context, req *Request) (*Response, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 	}
-	return &Response{DER: der, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate, Answer: r.Answer, Fresh: true}, nil
+	fresh := &Response{DER: der, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate, Answer: r.Answer, Fresh: true}
+	fresh.headers()
+	return fresh, nil
 }
 
 func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, error) {
@@ -188,6 +205,7 @@ func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, er
 		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 	}
 	r = &Response{DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity), Answer: answer}
+	r.headers()
 	c.mu.Lock()
 	if len(c.entries) >= maxEntries {
 		c.entries = map[cacheKey]*Response{}

@@ -68,6 +68,31 @@ func BenchmarkOCSPLoad(b *testing.B) {
 		})
 	})
 
+	// wrk, when installed, costs the machine less than the Go client above,
+	// so it shows more of the server's own capacity (GET, keep-alive).
+	if _, err := exec.LookPath("wrk"); err == nil {
+		b.Run("fleetpki/GET-wrk", func(b *testing.B) {
+			var paths strings.Builder
+			paths.WriteString("paths = {")
+			for _, r := range reqs {
+				fmt.Fprintf(&paths, "%q,", "/ocsp/"+base64.StdEncoding.EncodeToString(r))
+			}
+			paths.WriteString("}\ni = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n")
+			script := filepath.Join(b.TempDir(), "ocsp.lua")
+			_ = os.WriteFile(script, []byte(paths.String()), 0o600)
+			out, err := exec.Command("wrk", "-t", "1", "-c", "16", "-d", "5s", "--latency", "-s", script, srv.url("/")).CombinedOutput()
+			if err != nil {
+				b.Fatalf("wrk: %v\n%s", err, out)
+			}
+			b.ReportMetric(wrkValue(b, string(out), "Requests/sec:"), "resp/s")
+			b.ReportMetric(wrkValue(b, string(out), "50%"), "p50_ms")
+			b.ReportMetric(wrkValue(b, string(out), "99%"), "p99_ms")
+			if strings.Contains(string(out), "Non-2xx") {
+				b.Fatalf("wrk saw errors:\n%s", out)
+			}
+		})
+	}
+
 	// The baseline: openssl's responder, signing with the issuing CA's key
 	// (a CA-signed response, which RFC 6960 allows) on the same certificates.
 	idx := filepath.Join(dir, "index.txt")
@@ -143,4 +168,27 @@ func getBody(b *testing.B, url string) []byte {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return body
+}
+
+// wrkValue reads the number after label in wrk's output (latencies in ms).
+func wrkValue(b *testing.B, out, label string) float64 {
+	i := strings.Index(out, label)
+	if i < 0 {
+		b.Fatalf("wrk output lacks %q:\n%s", label, out)
+	}
+	f := strings.Fields(out[i+len(label):])[0]
+	mult := 1.0
+	switch {
+	case strings.HasSuffix(f, "us"):
+		f, mult = strings.TrimSuffix(f, "us"), 0.001
+	case strings.HasSuffix(f, "ms"):
+		f = strings.TrimSuffix(f, "ms")
+	case strings.HasSuffix(f, "s") && label != "Requests/sec:":
+		f, mult = strings.TrimSuffix(f, "s"), 1000
+	}
+	v, err := strconv.ParseFloat(f, 64)
+	if err != nil {
+		b.Fatalf("wrk %s: %q", label, f)
+	}
+	return v * mult
 }
