@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -73,7 +74,12 @@ func (e errorWriter) send(w http.ResponseWriter, r *http.Request, err error) {
 		p.Code, p.Type = pe.code, problemBase+pe.code
 	}
 	level := slog.LevelDebug
-	if p.Status >= 500 {
+	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away (closed the connection): nobody reads the
+		// answer, and it is not our fault.
+		level = slog.LevelDebug
+	case p.Status >= 500:
 		level = slog.LevelError
 	}
 	e.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path,

@@ -36,6 +36,7 @@ type config struct {
 	TLSKey          string
 	EnrollRate      string
 	EnrollBurst     string
+	PprofAddr       string
 
 	// envKeyPassword is FLEETPKI_KEY_PASSWORD, read when the flags are registered.
 	envKeyPassword string
@@ -76,6 +77,7 @@ func (c *config) settings() []setting {
 		{"tls-key", "", "PEM private key for --tls-cert", &c.TLSKey},
 		{"enroll-rate", "20", "enrollments per second allowed to each enrollment credential (token bucket); 0 is unlimited", &c.EnrollRate},
 		{"enroll-burst", "40", "burst of the per-credential enrollment limit", &c.EnrollBurst},
+		{"pprof-addr", "", "address for Go's profiling endpoints (/debug/pprof/); empty is off; keep it on loopback", &c.PprofAddr},
 		{"log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "text", "text or json", &c.LogFormat},
 	}
@@ -135,6 +137,11 @@ func (c *config) Validate(listeners bool) error {
 		}
 		if c.enrollBurst, err = strconv.Atoi(c.EnrollBurst); err != nil || c.enrollBurst < 1 {
 			return fmt.Errorf("--enroll-burst %q: want a whole number of at least 1", c.EnrollBurst)
+		}
+		if c.PprofAddr != "" {
+			if err := validateAddr(c.PprofAddr); err != nil {
+				return fmt.Errorf("--pprof-addr %q: %w", c.PprofAddr, err)
+			}
 		}
 		if (c.TLSCert == "") != (c.TLSKey == "") {
 			return errors.New("--tls-cert and --tls-key go together: set both or neither")

@@ -125,6 +125,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return nil
 	})
 	g.Go(func() error { return serveTLS(tlsSrv, tln) })
+	if cfg.PprofAddr != "" {
+		g.Go(func() error { return servePprof(gctx, cfg.PprofAddr, log) })
+	}
 	g.Go(func() error { return ocspSvc.run(gctx) })
 	if pg, ok := st.(*postgres.Store); ok {
 		// Replicas sharing the database hear of each other's revocations.
