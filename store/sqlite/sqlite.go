@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"runtime"
 
 	"github.com/pressly/goose/v3"
@@ -80,6 +81,11 @@ func dsn(path string, write bool) string {
 // Open opens (creating if needed) the SQLite database at path and applies
 // pending migrations unless opts.NoMigrate is set.
 func Open(ctx context.Context, path string, opts store.Options) (*Store, error) {
+	// The file holds password and token hashes: create it private (SQLite
+	// gives its -wal and -shm files the same mode).
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		_ = f.Close()
+	}
 	w, err := sql.Open("sqlite", dsn(path, true))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)

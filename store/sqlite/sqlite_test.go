@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -27,4 +28,16 @@ func BenchmarkInsertCertificate(b *testing.B) {
 	}
 	defer s.Close()
 	storetest.BenchInsert(b, s)
+}
+
+func TestDatabaseFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleetpki.db")
+	s, err := sqlite.Open(context.Background(), path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database file mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
 }
