@@ -44,7 +44,8 @@ type Store interface {
 	// pki.NotFound.
 	RevokeDevice(ctx context.Context, deviceID string, reason pki.RevocationReason, at time.Time, ev pki.AuditEvent) ([]pki.CertRecord, error)
 	// ListRevoked returns the revoked certificates of one issuer whose NotAfter
-	// is after notAfterAfter, in serial order, for CRLs.
+	// is after notAfterAfter, in serial order, for CRLs. The records carry
+	// serial, device id, validity, revocation time and reason only (no DER).
 	ListRevoked(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) ([]pki.CertRecord, error)
 
 	// GetDevice returns the device, or pki.NotFound.
