@@ -18,8 +18,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
-	"math/big"
 	"sync"
 	"time"
 
@@ -28,7 +28,7 @@ import (
 
 // Store is what the updater needs from persistence.
 type Store interface {
-	ListRevoked(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) ([]pki.CertRecord, error)
+	RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) iter.Seq2[pki.RevokedCert, error]
 	NextCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
 	SaveCRL(ctx context.Context, c pki.CRL) (bool, error)
 	LatestCRL(ctx context.Context, issuerKeyID string) (pki.CRL, error)
@@ -123,10 +123,7 @@ func (u *Updater) remember(c pki.CRL) {
 // RunOnce generates, signs and stores a new CRL.
 func (u *Updater) RunOnce(ctx context.Context) (pki.CRL, error) {
 	now := u.cfg.Clock.Now().UTC().Truncate(time.Second)
-	revoked, err := u.cfg.Store.ListRevoked(ctx, u.keyID, now)
-	if err != nil {
-		return pki.CRL{}, fmt.Errorf("crl: list revoked: %w", err)
-	}
+	nextUpdate := now.Add(u.cfg.Validity)
 	n, err := u.cfg.Store.NextCRLNumber(ctx, u.keyID)
 	if err != nil {
 		return pki.CRL{}, fmt.Errorf("crl: number: %w", err)
@@ -135,30 +132,29 @@ func (u *Updater) RunOnce(ctx context.Context) (pki.CRL, error) {
 	if err != nil {
 		return pki.CRL{}, err
 	}
-	tmpl := &x509.RevocationList{
-		Number:                    big.NewInt(n),
-		ThisUpdate:                now,
-		NextUpdate:                now.Add(u.cfg.Validity),
-		ExtraExtensions:           []pkix.Extension{idp},
-		RevokedCertificateEntries: make([]x509.RevocationListEntry, 0, len(revoked)),
-	}
-	for _, c := range revoked {
-		if c.RevokedAt == nil {
-			continue
+	next, stop := iter.Pull2(u.cfg.Store.RevokedCerts(ctx, u.keyID, now))
+	defer stop()
+	entries := 0
+	der, err := encodeCRL(u.cfg.Issuer, u.cfg.Signer, n, now, nextUpdate, idp, func() (entry, bool, error) {
+		c, err, ok := next()
+		if !ok {
+			return entry{}, false, nil
 		}
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
-			SerialNumber: c.Serial.BigInt(), RevocationTime: c.RevokedAt.UTC(), ReasonCode: int(c.Reason)})
-	}
-	der, err := x509.CreateRevocationList(nil, tmpl, u.cfg.Issuer, u.cfg.Signer)
+		if err != nil {
+			return entry{}, false, fmt.Errorf("crl: list revoked: %w", err)
+		}
+		entries++
+		return entry{serial: c.Serial, at: c.RevokedAt, reason: c.Reason}, true, nil
+	})
 	if err != nil {
-		return pki.CRL{}, fmt.Errorf("crl: sign: %w", err)
+		return pki.CRL{}, err
 	}
-	c := pki.CRL{IssuerKeyID: u.keyID, Number: n, DER: der, ThisUpdate: tmpl.ThisUpdate, NextUpdate: tmpl.NextUpdate}
+	c := pki.CRL{IssuerKeyID: u.keyID, Number: n, DER: der, ThisUpdate: now, NextUpdate: nextUpdate}
 	if _, err := u.cfg.Store.SaveCRL(ctx, c); err != nil {
 		return pki.CRL{}, fmt.Errorf("crl: save: %w", err)
 	}
 	u.remember(c)
-	u.cfg.Logger.InfoContext(ctx, "CRL published", "number", n, "entries", len(tmpl.RevokedCertificateEntries), "next_update", tmpl.NextUpdate)
+	u.cfg.Logger.InfoContext(ctx, "CRL published", "number", n, "entries", entries, "next_update", nextUpdate)
 	return c, nil
 }
 

@@ -62,3 +62,11 @@ type CRL struct {
 	ThisUpdate  time.Time
 	NextUpdate  time.Time
 }
+
+// RevokedCert is one line of a CRL: what a revocation list needs of a
+// revoked certificate and nothing more.
+type RevokedCert struct {
+	Serial    Serial
+	RevokedAt time.Time
+	Reason    RevocationReason
+}

@@ -11,6 +11,7 @@ package store
 
 import (
 	"context"
+	"iter"
 	"log/slog"
 	"time"
 
@@ -43,11 +44,10 @@ type Store interface {
 	// were revoked already, and then ev is not written). An unknown device is
 	// pki.NotFound.
 	RevokeDevice(ctx context.Context, deviceID string, reason pki.RevocationReason, at time.Time, ev pki.AuditEvent) ([]pki.CertRecord, error)
-	// ListRevoked returns the revoked certificates of one issuer whose NotAfter
-	// is after notAfterAfter, in serial order, for CRLs. The records carry
-	// serial, device id, validity, revocation time and reason only (no DER).
-	ListRevoked(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) ([]pki.CertRecord, error)
-
+	// RevokedCerts yields the revoked certificates of one issuer whose
+	// NotAfter is after notAfterAfter, in serial order, streaming them from
+	// the database (a CRL may list millions). An error ends the sequence.
+	RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) iter.Seq2[pki.RevokedCert, error]
 	// GetDevice returns the device, or pki.NotFound.
 	GetDevice(ctx context.Context, id string) (pki.Device, error)
 	// ListDevices lists devices in id order.

@@ -142,13 +142,26 @@ func testListRevoked(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	got, err := s.ListRevoked(ctx, "aabbcc", base)
-	if err != nil || len(got) != 2 {
-		t.Fatalf("ListRevoked before expiry = %d, %v; want 2", len(got), err)
+	collect := func(after time.Time) []pki.RevokedCert {
+		var out []pki.RevokedCert
+		for c, err := range s.RevokedCerts(ctx, "aabbcc", after) {
+			if err != nil {
+				t.Fatalf("RevokedCerts: %v", err)
+			}
+			out = append(out, c)
+		}
+		return out
 	}
-	got, err = s.ListRevoked(ctx, "aabbcc", base.Add(2*time.Hour))
-	if err != nil || len(got) != 1 || got[0].Serial != live.Serial || got[0].Reason != pki.ReasonKeyCompromise {
-		t.Fatalf("ListRevoked after expiry = %+v, %v; want only %s", got, err, live.Serial)
+	if got := collect(base); len(got) != 2 || got[0].Serial > got[1].Serial {
+		t.Fatalf("RevokedCerts before expiry = %+v; want 2 in serial order", got)
+	}
+	got := collect(base.Add(2 * time.Hour))
+	if len(got) != 1 || got[0].Serial != live.Serial || got[0].Reason != pki.ReasonKeyCompromise || !got[0].RevokedAt.Equal(base.Truncate(time.Microsecond)) {
+		t.Fatalf("RevokedCerts after expiry = %+v; want only %s", got, live.Serial)
+	}
+	// Stopping early is allowed (the rows are closed).
+	for range s.RevokedCerts(ctx, "aabbcc", base) {
+		break
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 	"time"
@@ -206,27 +207,32 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID string, reason pki.Re
 	return revoked, nil
 }
 
-// ListRevoked returns an issuer's revoked, unexpired certificates in serial
-// order, with only what a CRL needs (serial, device, revocation time and
-// reason, validity): a CRL of a million entries must not read a million DERs.
-func (s *Store) ListRevoked(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) ([]pki.CertRecord, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT serial, device_id, not_before, not_after, revoked_at, reason FROM certificates
-		WHERE issuer_key_id = $1 AND status = 'revoked' AND not_after > $2 ORDER BY serial`,
-		issuerKeyID, s.t(notAfterAfter))
-	if err != nil {
-		return nil, s.wrap(err, "list revoked")
-	}
-	defer rows.Close()
-	var out []pki.CertRecord
-	for rows.Next() {
-		c := pki.CertRecord{Status: pki.CertRevoked, IssuerKeyID: issuerKeyID}
-		var serial string
-		var reason int
-		if err := rows.Scan(&serial, &c.DeviceID, timeCol{&c.NotBefore}, timeCol{&c.NotAfter}, nullTimeCol{&c.RevokedAt}, &reason); err != nil {
-			return nil, s.wrap(err, "list revoked: scan")
+// RevokedCerts streams an issuer's revoked, unexpired certificates in serial order.
+func (s *Store) RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) iter.Seq2[pki.RevokedCert, error] {
+	return func(yield func(pki.RevokedCert, error) bool) {
+		rows, err := s.rdb.QueryContext(ctx, `SELECT serial, revoked_at, reason FROM certificates
+			WHERE issuer_key_id = $1 AND status = 'revoked' AND not_after > $2 ORDER BY serial`,
+			issuerKeyID, s.t(notAfterAfter))
+		if err != nil {
+			yield(pki.RevokedCert{}, s.wrap(err, "revoked certificates"))
+			return
 		}
-		c.Serial, c.Reason = pki.Serial(serial), pki.RevocationReason(reason)
-		out = append(out, c)
+		defer rows.Close()
+		for rows.Next() {
+			var c pki.RevokedCert
+			var serial string
+			var reason int
+			if err := rows.Scan(&serial, timeCol{&c.RevokedAt}, &reason); err != nil {
+				yield(pki.RevokedCert{}, s.wrap(err, "revoked certificates: scan"))
+				return
+			}
+			c.Serial, c.Reason = pki.Serial(serial), pki.RevocationReason(reason)
+			if !yield(c, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(pki.RevokedCert{}, s.wrap(err, "revoked certificates"))
+		}
 	}
-	return out, s.wrap(rows.Err(), "list revoked")
 }

@@ -1,0 +1,77 @@
+package crl_test
+
+import (
+	"context"
+	"crypto/x509"
+	"iter"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/crl"
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// fakeStore is a logic-only crl.Store holding the entries to encode.
+type fakeStore struct {
+	crl.Store
+	entries []pki.RevokedCert
+	saved   pki.CRL
+	n       int64
+}
+
+func (f *fakeStore) RevokedCerts(context.Context, string, time.Time) iter.Seq2[pki.RevokedCert, error] {
+	return func(yield func(pki.RevokedCert, error) bool) {
+		for _, e := range f.entries {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+func (f *fakeStore) NextCRLNumber(context.Context, string) (int64, error) { f.n++; return f.n, nil }
+func (f *fakeStore) SaveCRL(_ context.Context, c pki.CRL) (bool, error) {
+	f.saved = c
+	return true, nil
+}
+
+// The hand-written encoder must produce what x509 parses and verifies, for
+// every key algorithm the CA supports, with and without reason codes.
+func TestEncoderForEveryKeyAlgorithm(t *testing.T) {
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	for _, alg := range []ca.KeyAlgorithm{ca.ECDSAP256, ca.ECDSAP384, ca.RSA3072} {
+		t.Run(string(alg), func(t *testing.T) {
+			h, err := ca.Init(context.Background(), ca.InitOptions{DataDir: t.TempDir(), Algorithm: alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &fakeStore{entries: []pki.RevokedCert{
+				{Serial: "1", RevokedAt: at, Reason: pki.ReasonKeyCompromise},
+				{Serial: "ff00112233445566778899aabbccddee", RevokedAt: at, Reason: pki.ReasonUnspecified},
+			}}
+			u, err := crl.New(crl.Config{Issuer: h.Intermediate(), Signer: h.Signer(), Store: st, URL: "http://x/crl"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := u.RunOnce(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := x509.ParseRevocationList(c.DER)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := got.CheckSignatureFrom(h.Intermediate()); err != nil {
+				t.Fatalf("signature: %v", err)
+			}
+			want, _ := new(big.Int).SetString("ff00112233445566778899aabbccddee", 16)
+			e := got.RevokedCertificateEntries
+			if got.Number.Int64() != 1 || len(e) != 2 || e[0].SerialNumber.Int64() != 1 || e[0].ReasonCode != 1 ||
+				e[1].SerialNumber.Cmp(want) != 0 || e[1].ReasonCode != 0 || !e[0].RevocationTime.Equal(at) ||
+				string(got.AuthorityKeyId) != string(h.Intermediate().SubjectKeyId) || got.Issuer.String() != h.Intermediate().Subject.String() {
+				t.Fatalf("parsed CRL: number %v, entries %+v", got.Number, e)
+			}
+		})
+	}
+}
