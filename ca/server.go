@@ -40,6 +40,10 @@ func (c *CA) IssueServerCertificate(ctx context.Context, names []string, validit
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		PublicKey:   key.Public(),
+		// Revocation information like every leaf of this CA.
+		OCSPServer:            []string{c.urls.ocsp},
+		IssuingCertificateURL: []string{c.urls.issuer},
+		CRLDistributionPoints: []string{c.urls.crl},
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {

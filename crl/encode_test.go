@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	zx509 "github.com/zmap/zcrypto/x509"
+	"github.com/zmap/zlint/v3"
+	"github.com/zmap/zlint/v3/lint"
+
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/crl"
 	"github.com/fleetpki/fleetpki/pki"
@@ -62,6 +66,7 @@ func TestEncoderForEveryKeyAlgorithm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			zlintCRL(t, c.DER)
 			if err := got.CheckSignatureFrom(h.Intermediate()); err != nil {
 				t.Fatalf("signature: %v", err)
 			}
@@ -74,4 +79,29 @@ func TestEncoderForEveryKeyAlgorithm(t *testing.T) {
 			}
 		})
 	}
+}
+
+// zlintCRL fails on any zlint CRL finding of notice level or worse (zlint
+// v3.7 lints CRLs against RFC 5280 and the CABF BRs).
+func zlintCRL(t *testing.T, der []byte) {
+	t.Helper()
+	zc, err := zx509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatalf("zcrypto cannot parse the CRL: %v", err)
+	}
+	res := zlint.LintRevocationList(zc)
+	ran := 0
+	for name, r := range res.Results {
+		if r.Status == lint.NA || r.Status == lint.NE {
+			continue
+		}
+		ran++
+		if r.Status >= lint.Notice {
+			t.Errorf("zlint %s: %s %s", name, r.Status, r.Details)
+		}
+	}
+	if ran == 0 {
+		t.Fatal("no zlint CRL lint applied: the check would prove nothing")
+	}
+	t.Logf("%d zlint CRL lints applied, none found anything", ran)
 }
