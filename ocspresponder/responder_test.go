@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmap/zlint/v3"
+	"github.com/zmap/zlint/v3/lint"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/fleetpki/fleetpki/pki"
@@ -198,6 +200,11 @@ func TestOpenSSLClient(t *testing.T) {
 	parsed, err := ocsp.ParseResponseForCert(body, leaf, f.pki.issuer)
 	if err != nil || parsed.Status != ocsp.Revoked || parsed.RevocationReason != ocsp.KeyCompromise {
 		t.Fatalf("ParseResponseForCert = %+v, %v", parsed, err)
+	}
+	for name, r := range zlint.LintOcspResponse(parsed).Results {
+		if r.Status >= lint.Notice {
+			t.Errorf("zlint %s: %s %s", name, r.Status, r.Details)
+		}
 	}
 	respPath := filepath.Join(f.pki.dir, "resp.der")
 	_ = os.WriteFile(respPath, body, 0o644)
