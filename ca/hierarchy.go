@@ -299,3 +299,18 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// RootSigner loads the root's key when this data directory holds it (a
+// hierarchy made by Init), so the root can sign its own CRL. It returns a
+// pki.NotFound error for an imported hierarchy, whose root key lives elsewhere.
+func (h *Hierarchy) RootSigner(ctx context.Context, dataDir string, password []byte) (crypto.Signer, error) {
+	s, err := readKeyFile(ctx, filepath.Join(caDir(dataDir), rootKeyFile), password)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := s.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(h.Root().PublicKey) {
+		return nil, pki.Errorf(pki.Invalid, "the root key in %s does not belong to the root certificate %q", caDir(dataDir), h.Root().Subject)
+	}
+	return s, nil
+}

@@ -9,6 +9,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -77,6 +79,9 @@ type ProfileSpec struct {
 	AllowEd25519 bool `json:"allowEd25519,omitempty"`
 	// Template is the x509util JSON template; see DeviceTemplate for its data.
 	Template string `json:"template"`
+	// FreshestCRL adds the Freshest CRL extension (RFC 5280 §5.2.6) naming
+	// the delta CRL, for relying parties that fetch deltas between full CRLs.
+	FreshestCRL bool `json:"freshestCRL,omitempty"`
 }
 
 // profile is a compiled ProfileSpec; its template is parsed once.
@@ -85,6 +90,7 @@ type profile struct {
 	validity     time.Duration
 	keyTypes     []string
 	allowEd25519 bool
+	freshestCRL  bool
 	tmpl         *template.Template
 }
 
@@ -126,7 +132,7 @@ func compileProfile(spec ProfileSpec) (*profile, error) {
 	if err != nil {
 		return nil, pki.Wrap(pki.Invalid, err, fmt.Sprintf("profile %q: the template does not parse", spec.Name))
 	}
-	return &profile{name: spec.Name, validity: validity, keyTypes: slices.Clone(keyTypes), allowEd25519: spec.AllowEd25519, tmpl: tmpl}, nil
+	return &profile{name: spec.Name, validity: validity, keyTypes: slices.Clone(keyTypes), allowEd25519: spec.AllowEd25519, freshestCRL: spec.FreshestCRL, tmpl: tmpl}, nil
 }
 
 // parseValidity reads "90d" or a Go duration.
@@ -181,6 +187,13 @@ func (p *profile) render(deviceID string, pub crypto.PublicKey, u urls) (*x509.C
 		return nil, fmt.Errorf("profile %q: %w", p.name, err)
 	}
 	cert := xc.GetCertificate()
+	if p.freshestCRL {
+		ext, err := freshestCRL(u.crl + "/delta")
+		if err != nil {
+			return nil, err
+		}
+		cert.ExtraExtensions = append(cert.ExtraExtensions, ext)
+	}
 	// A profile must not mint CAs: the intermediate's pathLen 0 would make
 	// such a certificate useless to conforming verifiers, but not to all.
 	if cert.IsCA || cert.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
@@ -305,4 +318,22 @@ func readProfileSpec(path string) (ProfileSpec, error) {
 		return spec, pki.Wrap(pki.Invalid, err, "profile file "+path+" is not a valid profile")
 	}
 	return spec, nil
+}
+
+// freshestCRL encodes the Freshest CRL extension: like a CRL Distribution
+// Point, one distribution point with the delta CRL's URL as its full name.
+func freshestCRL(url string) (pkix.Extension, error) {
+	type distributionPointName struct {
+		FullName []asn1.RawValue `asn1:"optional,tag:0"`
+	}
+	type distributionPoint struct {
+		DistributionPoint distributionPointName `asn1:"optional,tag:0"`
+	}
+	v, err := asn1.Marshal([]distributionPoint{{DistributionPoint: distributionPointName{
+		FullName: []asn1.RawValue{{Tag: 6, Class: asn1.ClassContextSpecific, Bytes: []byte(url)}},
+	}}})
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("freshest CRL: %w", err)
+	}
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 46}, Value: v}, nil
 }

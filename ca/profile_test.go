@@ -3,6 +3,8 @@ package ca
 import (
 	"context"
 	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/asn1"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -123,4 +125,48 @@ func TestNewRefusesBadConfig(t *testing.T) {
 			t.Error("New accepted a missing profiles directory")
 		}
 	})
+}
+
+// A profile asking for it gets the Freshest CRL extension naming the delta
+// CRL, encoded like a CRL Distribution Point; others do not.
+func TestFreshestCRLProfile(t *testing.T) {
+	dir := t.TempDir()
+	writeProfile(t, dir, ProfileSpec{Name: "delta", Validity: "30d", Template: DeviceTemplate, FreshestCRL: true})
+	c := newTestCAWith(t, Config{Hierarchy: sharedHierarchy(t, ECDSAP256), ProfilesDir: dir})
+	iss, err := c.Issue(t.Context(), IssueRequest{DeviceID: "d-1", CSR: makeCSR(t, ecKey(t, elliptic.P256())), Profile: "delta"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	freshest := func(cert *x509.Certificate) []string {
+		for _, e := range cert.Extensions {
+			if !e.Id.Equal(asn1.ObjectIdentifier{2, 5, 29, 46}) {
+				continue
+			}
+			var dps []struct {
+				DistributionPoint struct {
+					FullName []asn1.RawValue `asn1:"optional,tag:0"`
+				} `asn1:"optional,tag:0"`
+			}
+			if rest, err := asn1.Unmarshal(e.Value, &dps); err != nil || len(rest) != 0 || e.Critical {
+				t.Fatalf("Freshest CRL extension: %v (critical %v)", err, e.Critical)
+			}
+			var urls []string
+			for _, dp := range dps {
+				for _, n := range dp.DistributionPoint.FullName {
+					if n.Tag == 6 {
+						urls = append(urls, string(n.Bytes))
+					}
+				}
+			}
+			return urls
+		}
+		return nil
+	}
+	if got := freshest(iss.Certificate); len(got) != 1 || got[0] != testPublicURL+"/crl/delta" {
+		t.Errorf("Freshest CRL = %v, want [%s/crl/delta]", got, testPublicURL)
+	}
+	zlintClean(t, "leaf with Freshest CRL", iss.Certificate, nil)
+	if got := freshest(issue(t, c, "d-2").Certificate); got != nil {
+		t.Errorf("the device profile got a Freshest CRL: %v", got)
+	}
 }

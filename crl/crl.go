@@ -28,7 +28,7 @@ import (
 
 // Store is what the updater needs from persistence.
 type Store interface {
-	RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) iter.Seq2[pki.RevokedCert, error]
+	RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter, revokedSince time.Time) iter.Seq2[pki.RevokedCert, error]
 	NextCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
 	SaveCRL(ctx context.Context, c pki.CRL) (bool, error)
 	LatestCRL(ctx context.Context, issuerKeyID string) (pki.CRL, error)
@@ -39,7 +39,9 @@ type Config struct {
 	Issuer *x509.Certificate
 	Signer crypto.Signer
 	Store  Store
-	// URL is the CRL's own address, as in the certificates' CRL Distribution Point.
+	// URL is the CRL's own address, as in the certificates' CRL Distribution
+	// Point; it may be empty only with CACerts, for CA certificates made
+	// without a CRL Distribution Point.
 	URL string
 	// Validity is nextUpdate - thisUpdate (default 7 days).
 	Validity time.Duration
@@ -48,8 +50,13 @@ type Config struct {
 	Period time.Duration
 	// Debounce gathers revocations that arrive together into one CRL (default 500 ms).
 	Debounce time.Duration
-	Clock    pki.Clock
-	Logger   *slog.Logger
+	// CACerts marks a CRL that covers CA certificates (the root's CRL, for
+	// the intermediate) instead of end-entity certificates, in its IDP.
+	CACerts bool
+	// NoDelta turns delta CRLs off; by default each run also makes a delta.
+	NoDelta bool
+	Clock   pki.Clock
+	Logger  *slog.Logger
 }
 
 // Updater keeps the issuing CA's CRL fresh.
@@ -59,6 +66,8 @@ type Updater struct {
 
 	mu     sync.RWMutex
 	latest *pki.CRL
+	base   *pki.CRL // the complete CRL deltas refer to
+	delta  *pki.CRL
 }
 
 // New checks cfg and returns an Updater.
@@ -81,7 +90,7 @@ func New(cfg Config) (*Updater, error) {
 	switch {
 	case cfg.Issuer == nil || cfg.Signer == nil || cfg.Store == nil:
 		return nil, errors.New("crl: Issuer, Signer and Store are required")
-	case cfg.URL == "":
+	case cfg.URL == "" && !cfg.CACerts:
 		return nil, errors.New("crl: URL is required (the Issuing Distribution Point)")
 	case cfg.Period*2 > cfg.Validity:
 		return nil, fmt.Errorf("crl: the period (%s) must be at most half the validity (%s)", cfg.Period, cfg.Validity)
@@ -120,22 +129,61 @@ func (u *Updater) remember(c pki.CRL) {
 	}
 }
 
-// RunOnce generates, signs and stores a new CRL.
+// RunOnce generates, signs and stores a new complete CRL and, after it, a
+// delta CRL on the current base: the complete CRL made at least a period
+// ago (so the delta lists at most about a period of revocations).
 func (u *Updater) RunOnce(ctx context.Context) (pki.CRL, error) {
 	now := u.cfg.Clock.Now().UTC().Truncate(time.Second)
+	full, err := u.generate(ctx, now, nil)
+	if err != nil {
+		return pki.CRL{}, err
+	}
+	u.remember(full)
+	if u.cfg.NoDelta {
+		return full, nil
+	}
+	u.mu.Lock()
+	if u.base == nil || !now.Before(u.base.ThisUpdate.Add(u.cfg.Period)) {
+		u.base = &full
+	}
+	base := *u.base
+	u.mu.Unlock()
+	delta, err := u.generate(ctx, now, &base)
+	if err != nil {
+		return pki.CRL{}, err
+	}
+	u.mu.Lock()
+	u.delta = &delta
+	u.mu.Unlock()
+	return full, nil
+}
+
+// deltaKeyID is the store key of an issuer's delta CRL.
+func (u *Updater) deltaKeyID() string { return u.keyID + ":delta" }
+
+// generate makes and stores one CRL: complete when base is nil, else a
+// delta listing what was revoked since (a minute before, for clock skew)
+// the base was made.
+func (u *Updater) generate(ctx context.Context, now time.Time, base *pki.CRL) (pki.CRL, error) {
 	nextUpdate := now.Add(u.cfg.Validity)
 	n, err := u.cfg.Store.NextCRLNumber(ctx, u.keyID)
 	if err != nil {
 		return pki.CRL{}, fmt.Errorf("crl: number: %w", err)
 	}
-	idp, err := issuingDistributionPoint(u.cfg.URL)
+	idp, err := issuingDistributionPoint(u.cfg.URL, u.cfg.CACerts)
 	if err != nil {
 		return pki.CRL{}, err
 	}
-	next, stop := iter.Pull2(u.cfg.Store.RevokedCerts(ctx, u.keyID, now))
+	var since time.Time
+	var deltaBase int64
+	key, kind := u.keyID, "complete"
+	if base != nil {
+		since, deltaBase, key, kind = base.ThisUpdate.Add(-time.Minute), base.Number, u.deltaKeyID(), "delta"
+	}
+	next, stop := iter.Pull2(u.cfg.Store.RevokedCerts(ctx, u.keyID, now, since))
 	defer stop()
 	entries := 0
-	der, err := encodeCRL(u.cfg.Issuer, u.cfg.Signer, n, now, nextUpdate, idp, func() (entry, bool, error) {
+	der, err := encodeCRL(u.cfg.Issuer, u.cfg.Signer, n, deltaBase, now, nextUpdate, idp, func() (entry, bool, error) {
 		c, err, ok := next()
 		if !ok {
 			return entry{}, false, nil
@@ -149,12 +197,34 @@ func (u *Updater) RunOnce(ctx context.Context) (pki.CRL, error) {
 	if err != nil {
 		return pki.CRL{}, err
 	}
-	c := pki.CRL{IssuerKeyID: u.keyID, Number: n, DER: der, ThisUpdate: now, NextUpdate: nextUpdate}
+	c := pki.CRL{IssuerKeyID: key, Number: n, DER: der, ThisUpdate: now, NextUpdate: nextUpdate}
 	if _, err := u.cfg.Store.SaveCRL(ctx, c); err != nil {
 		return pki.CRL{}, fmt.Errorf("crl: save: %w", err)
 	}
-	u.remember(c)
-	u.cfg.Logger.InfoContext(ctx, "CRL published", "number", n, "entries", entries, "next_update", nextUpdate)
+	u.cfg.Logger.InfoContext(ctx, "CRL published", "kind", kind, "number", n, "base", deltaBase, "entries", entries, "next_update", nextUpdate)
+	return c, nil
+}
+
+// LatestDelta returns the current delta CRL: the one in memory, else the
+// stored one; pki.NotFound when there is none that is still valid.
+func (u *Updater) LatestDelta(ctx context.Context) (pki.CRL, error) {
+	if u.cfg.NoDelta {
+		return pki.CRL{}, pki.Errorf(pki.NotFound, "this CRL has no deltas")
+	}
+	now := u.cfg.Clock.Now()
+	u.mu.RLock()
+	d := u.delta
+	u.mu.RUnlock()
+	if d != nil && now.Before(d.NextUpdate) {
+		return *d, nil
+	}
+	c, err := u.cfg.Store.LatestCRL(ctx, u.deltaKeyID())
+	if err != nil {
+		return pki.CRL{}, err
+	}
+	if !now.Before(c.NextUpdate) {
+		return pki.CRL{}, pki.Errorf(pki.NotFound, "the stored delta CRL expired at %s", c.NextUpdate)
+	}
 	return c, nil
 }
 
@@ -208,29 +278,34 @@ func (u *Updater) Run(ctx context.Context, events <-chan pki.RevocationEvent) er
 }
 
 // issuingDistributionPoint builds the IDP extension (RFC 5280 §5.2.5) naming
-// url as the full name, for a CRL of end-entity certificates only.
-func issuingDistributionPoint(url string) (pkix.Extension, error) {
-	// DistributionPointName is a CHOICE, so its [0] tag in the IDP is
-	// explicit, around fullName's implicit [0] GeneralNames; encoding/asn1
-	// cannot say that with struct tags, hence the raw values.
-	name, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(url)})
-	if err != nil {
-		return pkix.Extension{}, fmt.Errorf("crl: issuing distribution point: %w", err)
-	}
-	fullName, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: name})
-	if err != nil {
-		return pkix.Extension{}, fmt.Errorf("crl: issuing distribution point: %w", err)
-	}
+// url as the full name, for a CRL of end-entity certificates only, or of CA
+// certificates only when caCerts is true. Without a url the IDP names no
+// distribution point: verifiers such as OpenSSL match a CRL whose IDP names
+// one only to certificates whose CRL Distribution Point names the same.
+func issuingDistributionPoint(url string, caCerts bool) (pkix.Extension, error) {
 	type idp struct {
-		DistributionPoint     asn1.RawValue
-		OnlyContainsUserCerts bool `asn1:"optional,tag:1"`
+		DistributionPoint     asn1.RawValue `asn1:"optional"`
+		OnlyContainsUserCerts bool          `asn1:"optional,tag:1"`
+		OnlyContainsCACerts   bool          `asn1:"optional,tag:2"`
 	}
-	v, err := asn1.Marshal(idp{
-		DistributionPoint:     asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: fullName},
-		OnlyContainsUserCerts: true,
-	})
+	v := idp{OnlyContainsUserCerts: !caCerts, OnlyContainsCACerts: caCerts}
+	if url != "" {
+		// DistributionPointName is a CHOICE, so its [0] tag in the IDP is
+		// explicit, around fullName's implicit [0] GeneralNames; encoding/asn1
+		// cannot say that with struct tags, hence the raw values.
+		name, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(url)})
+		if err != nil {
+			return pkix.Extension{}, fmt.Errorf("crl: issuing distribution point: %w", err)
+		}
+		fullName, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: name})
+		if err != nil {
+			return pkix.Extension{}, fmt.Errorf("crl: issuing distribution point: %w", err)
+		}
+		v.DistributionPoint = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: fullName}
+	}
+	b, err := asn1.Marshal(v)
 	if err != nil {
 		return pkix.Extension{}, fmt.Errorf("crl: issuing distribution point: %w", err)
 	}
-	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: v}, nil
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: b}, nil
 }

@@ -30,6 +30,7 @@ var (
 	oidAKI       = asn1.ObjectIdentifier{2, 5, 29, 35}
 	oidCRLNumber = asn1.ObjectIdentifier{2, 5, 29, 20}
 	oidReason    = asn1.ObjectIdentifier{2, 5, 29, 21}
+	oidDeltaCRL  = asn1.ObjectIdentifier{2, 5, 29, 27}
 )
 
 // sigAlg returns the signature algorithm for the issuer's key: the ones
@@ -66,8 +67,9 @@ func addTime(b *cryptobyte.Builder, t time.Time) {
 	}
 }
 
-// encodeCRL signs a v2 CRL. next yields the entries, one per call, until ok is false.
-func encodeCRL(issuer *x509.Certificate, signer crypto.Signer, number int64, thisUpdate, nextUpdate time.Time,
+// encodeCRL signs a v2 CRL; with deltaBase > 0 a delta CRL on the complete
+// CRL of that number. next yields the entries, one per call, until ok is false.
+func encodeCRL(issuer *x509.Certificate, signer crypto.Signer, number, deltaBase int64, thisUpdate, nextUpdate time.Time,
 	idp pkix.Extension, next func() (entry, bool, error)) ([]byte, error) {
 	oid, withNull, hash, err := sigAlg(signer.Public())
 	if err != nil {
@@ -136,6 +138,13 @@ func encodeCRL(issuer *x509.Certificate, signer crypto.Signer, number int64, thi
 					b.AddASN1ObjectIdentifier(oidCRLNumber)
 					b.AddASN1(cbasn1.OCTET_STRING, func(b *cryptobyte.Builder) { b.AddASN1Int64(number) })
 				})
+				if deltaBase > 0 {
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // deltaCRLIndicator
+						b.AddASN1ObjectIdentifier(oidDeltaCRL)
+						b.AddASN1Boolean(true)
+						b.AddASN1(cbasn1.OCTET_STRING, func(b *cryptobyte.Builder) { b.AddASN1Int64(deltaBase) })
+					})
+				}
 				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // issuingDistributionPoint
 					b.AddASN1ObjectIdentifier(idp.Id)
 					b.AddASN1Boolean(true)

@@ -1,6 +1,7 @@
 package crl
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/pem"
@@ -16,10 +17,15 @@ import (
 // follows every revocation within seconds, and brokers should see it.
 const maxAge = 60
 
-// Handler serves the latest CRL: DER, or PEM when pem is true.
-func (u *Updater) Handler(asPEM bool) http.Handler {
+// Handler serves the latest complete CRL: DER, or PEM when asPEM is true.
+func (u *Updater) Handler(asPEM bool) http.Handler { return u.handler(u.Latest, asPEM) }
+
+// DeltaHandler serves the latest delta CRL (DER).
+func (u *Updater) DeltaHandler() http.Handler { return u.handler(u.LatestDelta, false) }
+
+func (u *Updater) handler(latest func(context.Context) (pki.CRL, error), asPEM bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := u.Latest(r.Context())
+		c, err := latest(r.Context())
 		if err != nil {
 			if !errors.Is(err, pki.NotFound) {
 				u.cfg.Logger.ErrorContext(r.Context(), "CRL unavailable", "err", err)

@@ -45,9 +45,10 @@ type Store interface {
 	// pki.NotFound.
 	RevokeDevice(ctx context.Context, deviceID string, reason pki.RevocationReason, at time.Time, ev pki.AuditEvent) ([]pki.CertRecord, error)
 	// RevokedCerts yields the revoked certificates of one issuer whose
-	// NotAfter is after notAfterAfter, in serial order, streaming them from
-	// the database (a CRL may list millions). An error ends the sequence.
-	RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) iter.Seq2[pki.RevokedCert, error]
+	// NotAfter is after notAfterAfter and that were revoked at or after
+	// revokedSince (zero: all), in serial order, streaming them from the
+	// database (a CRL may list millions). An error ends the sequence.
+	RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter, revokedSince time.Time) iter.Seq2[pki.RevokedCert, error]
 	// GetDevice returns the device, or pki.NotFound.
 	GetDevice(ctx context.Context, id string) (pki.Device, error)
 	// ListDevices lists devices in id order.

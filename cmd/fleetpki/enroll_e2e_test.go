@@ -113,6 +113,20 @@ func TestEnrollWithCurlAndOpenSSL(t *testing.T) {
 	if o := ocspQuery(); !strings.Contains(o, "Response verify OK") || !strings.Contains(o, "device.crt: good") {
 		t.Fatalf("OCSP before revocation: %s", o)
 	}
+	// The complete CRL as it was before the revocation, and the root's CRL
+	// (covering the intermediate): with both, openssl checks the whole chain.
+	run("curl", "-sSf", "-o", file("crl-before.der"), srv.url("/crl"))
+	run("openssl", "crl", "-inform", "DER", "-in", file("crl-before.der"), "-out", file("crl-before.pem"))
+	run("curl", "-sSf", "-o", file("root-crl.der"), srv.url("/crl/root"))
+	if o := run("openssl", "crl", "-inform", "DER", "-in", file("root-crl.der"), "-CAfile", file("root.pem"), "-noout", "-text"); !strings.Contains(o, "verify OK") || !strings.Contains(o, "Only CA Certificates") {
+		t.Fatalf("root CRL: %s", o)
+	}
+	run("openssl", "crl", "-inform", "DER", "-in", file("root-crl.der"), "-out", file("root-crl.pem"))
+	if v := run("openssl", "verify", "-crl_check_all", "-CRLfile", file("crl-before.pem"), "-CRLfile", file("root-crl.pem"),
+		"-CAfile", file("root.pem"), "-untrusted", file("chain.pem"), file("device.crt")); !strings.Contains(v, ": OK") {
+		t.Fatalf("openssl verify -crl_check_all before the revocation: %s", v)
+	}
+
 	token := mustRun(t, "", "user", "token", "--data-dir", data, "--name", "admin").lastLine()
 	revoked := run("curl", "-sS", "--cacert", file("root.pem"), "-H", "Authorization: Bearer "+token, "-H", "Content-Type: application/json",
 		"--data-binary", `{"reason":"keyCompromise"}`, "https://"+srv.httpsAddr+"/api/v1/certificates/"+out.Serial+"/revoke")
@@ -143,6 +157,30 @@ func TestEnrollWithCurlAndOpenSSL(t *testing.T) {
 			t.Fatalf("CRL does not list %s %v after the revocation:\n%s", out.Serial, time.Since(start), o)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The delta CRL (on the complete CRL made at start) lists it too; openssl
+	// with the old complete CRL alone passes the certificate, and with the
+	// delta added refuses it.
+	run("curl", "-sSf", "-o", file("delta.der"), srv.url("/crl/delta"))
+	o := run("openssl", "crl", "-inform", "DER", "-in", file("delta.der"), "-CAfile", file("chain-all.pem"), "-noout", "-text")
+	if !strings.Contains(o, "verify OK") || !strings.Contains(o, "Delta CRL Indicator: critical") || !strings.Contains(strings.ReplaceAll(o, ":", ""), strings.ToUpper(out.Serial)) {
+		t.Fatalf("delta CRL:\n%s", o)
+	}
+	run("openssl", "crl", "-inform", "DER", "-in", file("delta.der"), "-out", file("delta.pem"))
+	verifyWith := func(crls ...string) string {
+		args := []string{"verify", "-crl_check", "-use_deltas", "-CAfile", file("root.pem"), "-untrusted", file("chain.pem")}
+		for _, c := range crls {
+			args = append(args, "-CRLfile", file(c))
+		}
+		out, _ := exec.Command("openssl", append(args, file("device.crt"))...).CombinedOutput()
+		return string(out)
+	}
+	if v := verifyWith("crl-before.pem"); !strings.Contains(v, ": OK") {
+		t.Fatalf("openssl verify with the old complete CRL: %s", v)
+	}
+	if v := verifyWith("crl-before.pem", "delta.pem"); !strings.Contains(v, "certificate revoked") {
+		t.Fatalf("openssl verify with the old complete CRL and the delta: %s", v)
 	}
 	srv.stop(t)
 }

@@ -27,8 +27,8 @@ type publicConfig struct {
 	Logger   *slog.Logger
 	// OCSP answers POST /ocsp and GET /ocsp/{request}; nil leaves them out.
 	OCSP http.Handler
-	// CRL and CRLPEM serve GET /crl and GET /crl.pem; nil leaves them out.
-	CRL, CRLPEM http.Handler
+	// CRLs serves GET /crl, /crl.pem, /crl/delta and /crl/root; nil leaves them out.
+	CRLs *crlService
 }
 
 // readyTimeout bounds one readiness check, well under a probe's own timeout.
@@ -67,9 +67,13 @@ func newPublicHandler(cfg publicConfig) http.Handler {
 	r.Get("/ca.pem", staticHandler("application/x-pem-file", chainPEM))
 	r.Get("/ca/root.crt", staticHandler("application/pkix-cert", h.Root().Raw))
 	r.Get("/ca/intermediate.crt", staticHandler("application/pkix-cert", h.Intermediate().Raw))
-	if cfg.CRL != nil {
-		r.Method(http.MethodGet, "/crl", cfg.CRL)
-		r.Method(http.MethodGet, "/crl.pem", cfg.CRLPEM)
+	if cfg.CRLs != nil {
+		r.Method(http.MethodGet, "/crl", cfg.CRLs.issuing.Handler(false))
+		r.Method(http.MethodGet, "/crl.pem", cfg.CRLs.issuing.Handler(true))
+		r.Method(http.MethodGet, "/crl/delta", cfg.CRLs.issuing.DeltaHandler())
+		if cfg.CRLs.root != nil {
+			r.Method(http.MethodGet, "/crl/root", cfg.CRLs.root.Handler(false))
+		}
 	}
 	if cfg.OCSP != nil {
 		r.Method(http.MethodPost, "/ocsp", cfg.OCSP)

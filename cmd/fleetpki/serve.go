@@ -7,14 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/fleetpki/fleetpki/crl"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store/postgres"
 )
@@ -72,23 +70,17 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		_ = ln.Close()
 		return err
 	}
-	crls, err := crl.New(crl.Config{Issuer: h.Intermediate(), Signer: h.Signer(), Store: st,
-		URL: strings.TrimRight(cfg.PublicURL, "/") + "/crl", Logger: log})
+	crls, err := newCRLService(ctx, cfg, h, st, log)
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
-	if _, err := crls.RunOnce(ctx); err != nil {
-		_ = ln.Close()
-		return err
-	}
 	ready := func(ctx context.Context) error {
-		_, crlErr := crls.Latest(ctx)
-		return errors.Join(st.Ping(ctx), ocspSvc.cache.Ready(), crlErr)
+		return errors.Join(st.Ping(ctx), ocspSvc.cache.Ready(), crls.ready(ctx))
 	}
 	srv := &http.Server{
 		Handler: newPublicHandler(publicConfig{Hierarchy: h, Registry: reg, Logger: log, OCSP: ocspSvc.handler,
-			CRL: crls.Handler(false), CRLPEM: crls.Handler(true), Ready: ready}),
+			CRLs: crls, Ready: ready}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -142,7 +134,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	g.Go(func() error {
 		events, cancel := authority.Subscribe(1024)
 		defer cancel()
-		return crls.Run(gctx, events)
+		return crls.run(gctx, events)
 	})
 	if self != nil {
 		g.Go(func() error { return self.run(gctx) })

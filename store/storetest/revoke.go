@@ -144,7 +144,7 @@ func testListRevoked(t *testing.T, s store.Store) {
 	}
 	collect := func(after time.Time) []pki.RevokedCert {
 		var out []pki.RevokedCert
-		for c, err := range s.RevokedCerts(ctx, "aabbcc", after) {
+		for c, err := range s.RevokedCerts(ctx, "aabbcc", after, time.Time{}) {
 			if err != nil {
 				t.Fatalf("RevokedCerts: %v", err)
 			}
@@ -160,8 +160,19 @@ func testListRevoked(t *testing.T, s store.Store) {
 		t.Fatalf("RevokedCerts after expiry = %+v; want only %s", got, live.Serial)
 	}
 	// Stopping early is allowed (the rows are closed).
-	for range s.RevokedCerts(ctx, "aabbcc", base) {
+	for range s.RevokedCerts(ctx, "aabbcc", base, time.Time{}) {
 		break
+	}
+	// Since a time: only what was revoked at or after it (delta CRLs).
+	n := 0
+	for _, err := range s.RevokedCerts(ctx, "aabbcc", base, base.Add(time.Second)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 0 {
+		t.Fatalf("%d certificates revoked since a time after every revocation", n)
 	}
 }
 

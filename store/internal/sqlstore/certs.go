@@ -208,11 +208,11 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID string, reason pki.Re
 }
 
 // RevokedCerts streams an issuer's revoked, unexpired certificates in serial order.
-func (s *Store) RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter time.Time) iter.Seq2[pki.RevokedCert, error] {
+func (s *Store) RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter, revokedSince time.Time) iter.Seq2[pki.RevokedCert, error] {
 	return func(yield func(pki.RevokedCert, error) bool) {
 		rows, err := s.rdb.QueryContext(ctx, `SELECT serial, revoked_at, reason FROM certificates
-			WHERE issuer_key_id = $1 AND status = 'revoked' AND not_after > $2 ORDER BY serial`,
-			issuerKeyID, s.t(notAfterAfter))
+			WHERE issuer_key_id = $1 AND status = 'revoked' AND not_after > $2 AND revoked_at >= $3 ORDER BY serial`,
+			issuerKeyID, s.t(notAfterAfter), s.t(revokedSince))
 		if err != nil {
 			yield(pki.RevokedCert{}, s.wrap(err, "revoked certificates"))
 			return
