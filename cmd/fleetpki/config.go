@@ -37,6 +37,14 @@ type config struct {
 	EnrollRate      string
 	EnrollBurst     string
 	PprofAddr       string
+	MQTTACLFile     string
+	MQTTAnyClientID string
+	OCSPURL         string
+	CAFile          string
+	CRLURL          string
+	OCSPMaxAge      string
+	RecheckInterval string
+	FailOpenGrace   string
 
 	// envKeyPassword is FLEETPKI_KEY_PASSWORD, read when the flags are registered.
 	envKeyPassword string
@@ -68,7 +76,15 @@ func (c *config) settings() []setting {
 		{"database-url", "", "postgres://… URL; empty uses SQLite in the data directory", &c.DatabaseURL},
 		{"http-addr", "127.0.0.1:8080", "plain HTTP listener: OCSP, CRL, CA certificates, health, metrics", &c.HTTPAddr},
 		{"https-addr", "127.0.0.1:8443", "TLS listener: REST API (and later the admin UI)", &c.HTTPSAddr},
-		{"mqtt-addr", "127.0.0.1:8883", "MQTT over TLS listener; empty disables the broker (not served yet)", &c.MQTTAddr},
+		{"mqtt-addr", "127.0.0.1:8883", "MQTT over TLS listener (client certificates required); empty disables the broker", &c.MQTTAddr},
+		{"mqtt-acl-file", "", "MQTT ACL rules (lines \"pub|sub|pubsub FILTER\" with {device_id}); empty allows each device devices/{device_id}/# only", &c.MQTTACLFile},
+		{"mqtt-any-client-id", "false", "let MQTT clients use a client id other than their certificate's device id", &c.MQTTAnyClientID},
+		{"ocsp-url", "", "broker: OCSP responder to ask (default: each certificate's AIA OCSP URL)", &c.OCSPURL},
+		{"ca-file", "", "broker, crl export: PEM chain of the fleetpki issuing CA, intermediate first, root last (crl export defaults to the data directory's)", &c.CAFile},
+		{"crl-url", "", "broker: CRL to fall back on when OCSP gives no answer", &c.CRLURL},
+		{"ocsp-max-age", "5m", "broker: longest time a good OCSP answer is trusted, even if its nextUpdate is later", &c.OCSPMaxAge},
+		{"recheck-interval", "60s", "broker: how often live sessions' certificates are checked again", &c.RecheckInterval},
+		{"fail-open-grace", "0", "broker: when no fresh OCSP answer can be had, admit devices whose last good answer is at most this old (0: fail closed)", &c.FailOpenGrace},
 		{"public-url", "http://127.0.0.1:8080", "base URL of the HTTP listener, written into certificates (AIA, CDP)", &c.PublicURL},
 		{"key-algorithm", string(ca.ECDSAP256), "CA key algorithm on creation: ecdsa-p256, ecdsa-p384 or rsa-3072", &c.KeyAlgorithm},
 		{"key-password-file", "", "file holding the password that encrypts the CA keys (or set " + envKeyPassword + ")", &c.KeyPasswordFile},
@@ -268,8 +284,12 @@ func (c *config) adminPasswordPath() string { return filepath.Join(c.DataDir, "a
 // tlsNames are the names the self-issued HTTPS certificate carries: the
 // listen host (or localhost and the loopback addresses for a wildcard
 // address) and --tls-san.
-func (c *config) tlsNames() []string {
-	host, _, _ := net.SplitHostPort(c.HTTPSAddr)
+func (c *config) tlsNames() []string { return c.tlsNamesFor(c.HTTPSAddr) }
+
+// tlsNamesFor returns the names a server certificate for a listener on addr
+// carries: its host (or the local names for a wildcard address) and --tls-san.
+func (c *config) tlsNamesFor(addr string) []string {
+	host, _, _ := net.SplitHostPort(addr)
 	var names []string
 	switch host {
 	case "", "0.0.0.0", "::":

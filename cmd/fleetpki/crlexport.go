@@ -31,7 +31,6 @@ func (c *cli) crlExport(ctx context.Context, args []string) error {
 	fs := c.newFlags("crl export", cfg)
 	out := fs.String("out", "", "file to write the CRL to (PEM)")
 	remote := fs.String("url", "", "base URL of a remote fleetpki's public listener (e.g. http://pki:8080); empty reads the local store")
-	caFile := fs.String("ca-file", "", "PEM CA chain to check the CRL against (default: the data directory's)")
 	watch := fs.Bool("watch", false, "keep running and rewrite the file whenever the CRL changes")
 	interval := fs.Duration("interval", 2*time.Second, "how often --watch looks for a new CRL")
 	execCmd := fs.String("exec", "", "shell command run after each write (e.g. 'pkill -HUP mosquitto')")
@@ -45,7 +44,7 @@ func (c *cli) crlExport(ctx context.Context, args []string) error {
 	if *interval < 100*time.Millisecond {
 		return usageError{errors.New("crl export: --interval must be at least 100ms")}
 	}
-	issuer, err := crlIssuer(cfg.DataDir, *caFile)
+	issuer, err := crlIssuer(cfg.DataDir, cfg.CAFile)
 	if err != nil {
 		return err
 	}

@@ -116,7 +116,7 @@ var (
 // The process is killed at the end of the test if still running.
 func startServe(t testing.TB, args ...string) *server {
 	t.Helper()
-	args = append([]string{"serve", "--log-format", "text", "--https-addr", "127.0.0.1:0"}, args...)
+	args = append([]string{"serve", "--log-format", "text", "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(binaryPath, args...)
 	cmd.Env = childEnv()
 	pipe, err := cmd.StderrPipe()

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fleetpki/fleetpki/broker"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store/postgres"
 )
@@ -100,6 +101,19 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--https-addr %q: %w", cfg.HTTPSAddr, err)
 	}
 
+	var mqttBroker *broker.Broker
+	var mqttSelf *selfCert
+	if cfg.MQTTAddr != "" {
+		var stopEvents func()
+		mqttBroker, mqttSelf, stopEvents, err = newBundledBroker(ctx, cfg, authority, st, reg, log)
+		if err != nil {
+			_ = ln.Close()
+			_ = tln.Close()
+			return err
+		}
+		defer stopEvents()
+	}
+
 	base := "http://" + ln.Addr().String()
 	log.InfoContext(ctx, "CA ready", "created", created, "root", h.Root().Subject.String(),
 		"issuing_ca", h.Intermediate().Subject.String(), "root_sha256", h.RootFingerprint())
@@ -107,7 +121,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		"url", base, "ca_chain", base+"/ca.pem", "health", base+"/healthz", "metrics", base+"/metrics")
 	log.InfoContext(ctx, "listening", "listener", "https", "addr", tln.Addr().String(),
 		"url", "https://"+tln.Addr().String(), "api", "https://"+tln.Addr().String()+"/api/v1")
-	log.InfoContext(ctx, "the MQTT broker is not part of this build yet; its address is only checked", "mqtt_addr", cfg.MQTTAddr)
+	if mqttBroker != nil {
+		log.InfoContext(ctx, "listening", "listener", "mqtt", "addr", mqttBroker.Addr().String(), "url", "mqtts://"+mqttBroker.Addr().String())
+	} else {
+		log.InfoContext(ctx, "the MQTT broker is off (--mqtt-addr is empty)")
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -138,6 +156,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	})
 	if self != nil {
 		g.Go(func() error { return self.run(gctx) })
+	}
+	if mqttBroker != nil {
+		g.Go(func() error { return mqttBroker.Run(gctx) })
+		g.Go(func() error { return mqttSelf.run(gctx) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()
