@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"net/http"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +61,7 @@ func TestBundledBrokerRevocation(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(rootPEM)
 	lost := make(chan time.Time, 1)
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://"+addr).SetClientID("dev-7").SetAutoReconnect(false).
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID("dev-7").SetAutoReconnect(false).
 		SetTLSConfig(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}).
 		SetConnectionLostHandler(func(paho.Client, error) { lost <- time.Now() }))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
