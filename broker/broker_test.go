@@ -49,7 +49,7 @@ type env struct {
 	broker *broker.Broker
 }
 
-func newEnv(t *testing.T, mutate func(*broker.Config)) *env {
+func newEnv(t testing.TB, mutate func(*broker.Config)) *env {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -106,7 +106,7 @@ func newEnv(t *testing.T, mutate func(*broker.Config)) *env {
 	return e
 }
 
-func (e *env) writePEM(t *testing.T, name string, der []byte, more ...[]byte) string {
+func (e *env) writePEM(t testing.TB, name string, der []byte, more ...[]byte) string {
 	t.Helper()
 	var b []byte
 	for _, d := range append([][]byte{der}, more...) {
@@ -126,7 +126,7 @@ type device struct {
 	serial                pki.Serial
 }
 
-func (e *env) device(t *testing.T, id string) device {
+func (e *env) device(t testing.TB, id string) device {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -143,7 +143,7 @@ func (e *env) device(t *testing.T, id string) device {
 	return saveDevice(t, e.dir, id, key, iss.Certificate)
 }
 
-func saveDevice(t *testing.T, dir, id string, key *ecdsa.PrivateKey, cert *x509.Certificate) device {
+func saveDevice(t testing.TB, dir, id string, key *ecdsa.PrivateKey, cert *x509.Certificate) device {
 	t.Helper()
 	kd, err := x509.MarshalECPrivateKey(key)
 	if err != nil {

@@ -126,3 +126,58 @@ func (s *server) metrics(t *testing.T) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// `fleetpki revoke` in another process, on the same SQLite file, reaches a
+// running serve: the device's MQTT session ends and OCSP answers revoked.
+func TestRevokeCommandReachesServe(t *testing.T) {
+	e := newEnrollEnv(t)
+	out := filepath.Join(t.TempDir(), "dev-8")
+	if r := e.enroll(t, "--device-id", "dev-8", "--out", out); r.code != 0 {
+		t.Fatalf("enroll: %s", r.stderr)
+	}
+	file := func(n string) string { return filepath.Join(out, n) }
+	kp, err := tls.LoadX509KeyPair(file("device.crt"), file("device.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM, _ := os.ReadFile(file("root.pem"))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(rootPEM)
+	lost := make(chan time.Time, 1)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + e.srv.mqttAddr(t)).SetClientID("dev-8").SetAutoReconnect(false).
+		SetTLSConfig(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}).
+		SetConnectionLostHandler(func(paho.Client, error) { lost <- time.Now() }))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("paho connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+
+	crt, _ := os.ReadFile(file("device.crt"))
+	serial := certSerial(t, crt)
+	start := time.Now()
+	r := runCLI(t, "", "revoke", "--data-dir", e.data, "--serial", serial, "--reason", "keyCompromise")
+	if r.code != 0 || !strings.Contains(r.stdout, serial+"\tdev-8\trevoked\tkeyCompromise") {
+		t.Fatalf("revoke: %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	select {
+	case at := <-lost:
+		t.Logf("disconnected %v after `fleetpki revoke` started", at.Sub(start))
+	case <-time.After(3 * time.Second):
+		t.Fatal("the session survived a revocation made by `fleetpki revoke` for 3 s")
+	}
+	chain, _ := os.ReadFile(file("chain.pem"))
+	blk, _ := pem.Decode(chain)
+	_ = os.WriteFile(file("issuer.pem"), pem.EncodeToMemory(blk), 0o644)
+	o, err := exec.Command("openssl", "ocsp", "-issuer", file("issuer.pem"), "-cert", file("device.crt"), "-url", e.srv.url("/ocsp"),
+		"-CAfile", file("root.pem"), "-no_nonce").CombinedOutput()
+	if err != nil || !strings.Contains(string(o), "device.crt: revoked") {
+		t.Fatalf("OCSP after `fleetpki revoke`: %v\n%s", err, o)
+	}
+	// Usage errors.
+	if r := runCLI(t, "", "revoke", "--data-dir", e.data, "--serial", serial, "--device-id", "dev-8"); r.code != 2 {
+		t.Errorf("revoke with both --serial and --device-id: exit %d", r.code)
+	}
+	if r := runCLI(t, "", "revoke", "--data-dir", e.data, "--serial", "abcdef", "--reason", "lost"); r.code != 2 {
+		t.Errorf("revoke with an unknown reason: exit %d", r.code)
+	}
+}

@@ -82,7 +82,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag", []string{"migrate", "--bogus"}, "flag provided but not defined: -bogus"},
 		{"missing name", []string{"user", "create", "--role", "admin"}, "--name and --role are required"},
 		{"bad role", []string{"user", "create", "--name", "x", "--role", "root"}, `unknown role "root"`},
-		{"later issue", []string{"revoke"}, "revoke is not implemented yet"},
+		{"revoke without a target", []string{"revoke"}, "give exactly one of --serial and --device-id"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

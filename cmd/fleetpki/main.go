@@ -55,7 +55,7 @@ func commands() []command {
 		{"audit verify", "check the audit log's hash chain", (*cli).auditVerify},
 		{"version", "print the version", (*cli).version},
 		{"enroll", "enroll a device or a batch of devices (the factory station's client)", (*cli).enroll},
-		{"revoke", "revoke a certificate or device (not implemented yet)", notImplemented("revoke")},
+		{"revoke", "revoke a certificate (--serial) or all of a device's (--device-id)", (*cli).revoke},
 		{"broker", "run a standalone MQTT broker (not implemented yet)", notImplemented("broker")},
 		{"crl export", "write the current CRL to a file (PEM), with --watch on every change", (*cli).crlExport},
 		{"ocsp", "OCSP tools (not implemented yet)", notImplemented("ocsp")},

@@ -139,6 +139,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		g.Go(func() error { return servePprof(gctx, cfg.PprofAddr, log) })
 	}
 	g.Go(func() error { return ocspSvc.run(gctx) })
+	if _, ok := st.(*postgres.Store); !ok {
+		// `fleetpki revoke` on the same SQLite file reaches this process by polling.
+		g.Go(func() error { return pollRevocations(gctx, st, authority, time.Second, log) })
+	}
 	if pg, ok := st.(*postgres.Store); ok {
 		// Replicas sharing the database hear of each other's revocations.
 		g.Go(func() error {
