@@ -32,6 +32,7 @@ type Store interface {
 	NextCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
 	SaveCRL(ctx context.Context, c pki.CRL) (bool, error)
 	LatestCRL(ctx context.Context, issuerKeyID string) (pki.CRL, error)
+	LatestCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
 }
 
 // Config configures an Updater.
@@ -55,8 +56,13 @@ type Config struct {
 	CACerts bool
 	// NoDelta turns delta CRLs off; by default each run also makes a delta.
 	NoDelta bool
-	Clock   pki.Clock
-	Logger  *slog.Logger
+	// Leader, when set, says whether this process generates the CRLs; the
+	// others (replicas on one database) follow: they load what the leader
+	// stored, checking every FollowInterval (default 1 s). Nil: always lead.
+	Leader         func(context.Context) (bool, error)
+	FollowInterval time.Duration
+	Clock          pki.Clock
+	Logger         *slog.Logger
 }
 
 // Updater keeps the issuing CA's CRL fresh.
@@ -68,6 +74,8 @@ type Updater struct {
 	latest *pki.CRL
 	base   *pki.CRL // the complete CRL deltas refer to
 	delta  *pki.CRL
+	// leading records the last leadership answer, to log takeovers.
+	leading bool
 }
 
 // New checks cfg and returns an Updater.
@@ -77,6 +85,9 @@ func New(cfg Config) (*Updater, error) {
 	}
 	if cfg.Period == 0 {
 		cfg.Period = time.Hour
+	}
+	if cfg.FollowInterval == 0 {
+		cfg.FollowInterval = time.Second
 	}
 	if cfg.Debounce == 0 {
 		cfg.Debounce = 500 * time.Millisecond
@@ -229,10 +240,18 @@ func (u *Updater) LatestDelta(ctx context.Context) (pki.CRL, error) {
 }
 
 // Run regenerates the CRL every period and, debounced, after revocation
-// events, until ctx ends; failures are logged and retried with backoff.
+// events, until ctx ends; failures are logged and retried with backoff. A
+// follower (see Config.Leader) loads the leader's CRLs instead, and takes
+// over when the leader goes away.
 func (u *Updater) Run(ctx context.Context, events <-chan pki.RevocationEvent) error {
 	tick := time.NewTicker(u.cfg.Period)
 	defer tick.Stop()
+	var follow <-chan time.Time
+	if u.cfg.Leader != nil {
+		t := time.NewTicker(u.cfg.FollowInterval)
+		defer t.Stop()
+		follow = t.C
+	}
 	var debounce <-chan time.Time
 	backoff := time.Second
 	// A CRL made moments ago (by the caller, at start) need not be made again.
@@ -242,7 +261,7 @@ func (u *Updater) Run(ctx context.Context, events <-chan pki.RevocationEvent) er
 	for {
 		if fresh {
 			fresh = false
-		} else if _, err := u.RunOnce(ctx); err != nil {
+		} else if err := u.step(ctx, false); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -263,6 +282,10 @@ func (u *Updater) Run(ctx context.Context, events <-chan pki.RevocationEvent) er
 				return nil
 			case <-tick.C:
 				break wait
+			case <-follow:
+				if err := u.step(ctx, true); err != nil && ctx.Err() == nil {
+					u.cfg.Logger.WarnContext(ctx, "following the CRL leader failed", "err", err)
+				}
 			case _, ok := <-events:
 				if !ok {
 					events = nil
@@ -275,6 +298,76 @@ func (u *Updater) Run(ctx context.Context, events <-chan pki.RevocationEvent) er
 			}
 		}
 	}
+}
+
+// Update generates the CRLs when this process leads (see Config.Leader),
+// else loads the leader's stored ones.
+func (u *Updater) Update(ctx context.Context) error { return u.step(ctx, false) }
+
+// step generates the CRLs when this process leads; a follower loads newer
+// stored ones instead. onlyIfNewLeader (the follow tick) generates only when
+// leadership was just taken over, not at every tick.
+func (u *Updater) step(ctx context.Context, onlyIfNewLeader bool) error {
+	if u.cfg.Leader == nil {
+		if onlyIfNewLeader {
+			return nil
+		}
+		_, err := u.RunOnce(ctx)
+		return err
+	}
+	lead, err := u.cfg.Leader(ctx)
+	if err != nil {
+		return fmt.Errorf("crl: leader election: %w", err)
+	}
+	u.mu.Lock()
+	took := lead && !u.leading
+	u.leading = lead
+	u.mu.Unlock()
+	if took {
+		u.cfg.Logger.InfoContext(ctx, "generating the CRLs for the replicas", "issuer_key_id", u.keyID)
+	}
+	if lead && (took || !onlyIfNewLeader) {
+		_, err := u.RunOnce(ctx)
+		return err
+	}
+	if lead {
+		return nil
+	}
+	return u.Follow(ctx)
+}
+
+// Follow loads the stored CRLs when they are newer than the ones in memory.
+func (u *Updater) Follow(ctx context.Context) error {
+	for _, key := range []string{u.keyID, u.deltaKeyID()} {
+		if key == u.deltaKeyID() && u.cfg.NoDelta {
+			continue
+		}
+		n, err := u.cfg.Store.LatestCRLNumber(ctx, key)
+		if err != nil {
+			return err
+		}
+		u.mu.RLock()
+		cur := u.latest
+		if key != u.keyID {
+			cur = u.delta
+		}
+		u.mu.RUnlock()
+		if n == 0 || (cur != nil && cur.Number >= n) {
+			continue
+		}
+		c, err := u.cfg.Store.LatestCRL(ctx, key)
+		if err != nil {
+			return err
+		}
+		if key == u.keyID {
+			u.remember(c)
+		} else {
+			u.mu.Lock()
+			u.delta = &c
+			u.mu.Unlock()
+		}
+	}
+	return nil
 }
 
 // issuingDistributionPoint builds the IDP extension (RFC 5280 §5.2.5) naming

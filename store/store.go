@@ -106,6 +106,9 @@ type Store interface {
 	SaveCRL(ctx context.Context, crl pki.CRL) (saved bool, err error)
 	// LatestCRL returns the issuer's latest stored CRL, or pki.NotFound.
 	LatestCRL(ctx context.Context, issuerKeyID string) (pki.CRL, error)
+	// LatestCRLNumber returns the number of the issuer's latest stored CRL
+	// (0 when there is none), without reading the CRL itself.
+	LatestCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -181,3 +181,41 @@ func TestRevokeCommandReachesServe(t *testing.T) {
 		t.Errorf("revoke with an unknown reason: exit %d", r.code)
 	}
 }
+
+// crl export against a remote fleetpki (--url) writes the served CRL, checked
+// against --ca-file, and refuses one signed by another CA.
+func TestCRLExportRemote(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	srv := startServe(t, "--data-dir", data, "--http-addr", "127.0.0.1:0")
+	chain := filepath.Join(dir, "chain.pem")
+	if err := os.WriteFile(chain, []byte(get(t, srv.url("/ca.pem"), 200, "", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "fleet.crl.pem")
+	// An empty data directory: the CRL comes from --url alone.
+	r := runCLI(t, "", "crl", "export", "--data-dir", filepath.Join(dir, "empty"), "--url", "http://"+srv.addr, "--ca-file", chain, "--out", out)
+	if r.code != 0 {
+		t.Fatalf("crl export --url: %d\n%s", r.code, r.stderr)
+	}
+	got, _ := os.ReadFile(out)
+	if want := get(t, srv.url("/crl.pem"), 200, "", ""); string(got) != want {
+		t.Fatalf("exported CRL differs from /crl.pem")
+	}
+	if o, err := exec.Command("openssl", "crl", "-in", out, "-CAfile", chain, "-noout").CombinedOutput(); err != nil || !strings.Contains(string(o), "verify OK") {
+		t.Fatalf("openssl crl: %v %s", err, o)
+	}
+	// Another CA's chain: the CRL's signature does not verify, nothing is written.
+	other := filepath.Join(dir, "other")
+	mustRun(t, "", "init", "--data-dir", other)
+	otherChain := filepath.Join(other, "ca", "chain.pem")
+	out2 := filepath.Join(dir, "other.crl.pem")
+	if r := runCLI(t, "", "crl", "export", "--data-dir", filepath.Join(dir, "empty2"), "--url", "http://"+srv.addr, "--ca-file", otherChain, "--out", out2); r.code == 0 {
+		t.Fatal("crl export accepted a CRL that the given CA did not sign")
+	} else if !strings.Contains(r.stderr, "CRL is not signed by") {
+		t.Errorf("crl export with another CA: %s", r.stderr)
+	}
+	if _, err := os.Stat(out2); !os.IsNotExist(err) {
+		t.Fatal("a refused CRL was written")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/fleetpki/fleetpki/crl"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store"
+	"github.com/fleetpki/fleetpki/store/postgres"
 )
 
 // Root CRL timing: the root revokes almost never (it covers the
@@ -33,7 +34,16 @@ type crlService struct {
 
 func newCRLService(ctx context.Context, cfg *config, h *ca.Hierarchy, st store.Store, log *slog.Logger) (*crlService, error) {
 	base := strings.TrimRight(cfg.PublicURL, "/")
-	issuing, err := crl.New(crl.Config{Issuer: h.Intermediate(), Signer: h.Signer(), Store: st, URL: base + "/crl", Logger: log})
+	// Replicas on one Postgres elect one generator per issuer; the others
+	// serve what it stores.
+	var leader func(string) func(context.Context) (bool, error)
+	if pg, ok := st.(*postgres.Store); ok {
+		leader = func(name string) func(context.Context) (bool, error) { return pg.Leader(name).IsLeader }
+	} else {
+		leader = func(string) func(context.Context) (bool, error) { return nil }
+	}
+	issuing, err := crl.New(crl.Config{Issuer: h.Intermediate(), Signer: h.Signer(), Store: st, URL: base + "/crl", Logger: log,
+		Leader: leader("crl:" + h.IssuerKeyID())})
 	if err != nil {
 		return nil, err
 	}
@@ -47,16 +57,17 @@ func newCRLService(ctx context.Context, cfg *config, h *ca.Hierarchy, st store.S
 	default:
 		s.root, err = crl.New(crl.Config{Issuer: h.Root(), Signer: rootSigner, Store: st,
 			// Init's intermediates carry no CRL Distribution Point, so the IDP names none.
-			CACerts: true, NoDelta: true, Validity: rootCRLValidity, Period: rootCRLPeriod, Logger: log})
+			CACerts: true, NoDelta: true, Validity: rootCRLValidity, Period: rootCRLPeriod, Logger: log,
+			Leader: leader("crl-root:" + h.IssuerKeyID())})
 		if err != nil {
 			return nil, err
 		}
 	}
-	if _, err := s.issuing.RunOnce(ctx); err != nil {
+	if err := s.issuing.Update(ctx); err != nil {
 		return nil, err
 	}
 	if s.root != nil {
-		if _, err := s.root.RunOnce(ctx); err != nil {
+		if err := s.root.Update(ctx); err != nil {
 			return nil, err
 		}
 	}

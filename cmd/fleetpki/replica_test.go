@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"net/http"
@@ -85,4 +86,29 @@ func TestReplicasShareRevocations(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("replica B answered revoked %v after the revocation through A", time.Since(start))
+
+	// One replica generates the CRLs (advisory lock); both serve the same
+	// CRL, which lists the revoked serial within a few seconds.
+	gen := 0
+	for _, s := range []*server{a, b} {
+		gen += strings.Count(s.log.String(), `generating the CRLs for the replicas" issuer_key_id=`+hex.EncodeToString(issuer.SubjectKeyId))
+	}
+	if gen != 1 {
+		t.Errorf("%d replicas generate the issuing CA's CRL, want exactly 1", gen)
+	}
+	for {
+		ca, cb := get(t, a.url("/crl"), 200, "", ""), get(t, b.url("/crl"), 200, "", "")
+		crl, err := x509.ParseRevocationList([]byte(cb))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ca == cb && len(crl.RevokedCertificateEntries) == 1 && crl.RevokedCertificateEntries[0].SerialNumber.Text(16) == serial {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("the replicas do not serve the same CRL listing %s %v after the revocation", serial, time.Since(start))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("both replicas served the same CRL listing the revocation %v after it", time.Since(start))
 }

@@ -82,3 +82,36 @@ func TestRevocationsReachOtherProcesses(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// One process at a time holds a role; closing (or losing) the holder's
+// session lets another take it.
+func TestLeader(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	open := func() *postgres.Store {
+		s, err := postgres.Open(t.Context(), url, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open().Leader("crl:x"), open().Leader("crl:x")
+	if ok, err := a.IsLeader(t.Context()); !ok || err != nil {
+		t.Fatalf("first IsLeader = %v, %v", ok, err)
+	}
+	if ok, err := a.IsLeader(t.Context()); !ok || err != nil {
+		t.Fatalf("the holder lost the role: %v, %v", ok, err)
+	}
+	if ok, err := b.IsLeader(t.Context()); ok || err != nil {
+		t.Fatalf("a second process took a held role: %v, %v", ok, err)
+	}
+	if ok, _ := open().Leader("crl:other").IsLeader(t.Context()); !ok {
+		t.Fatal("another role was not free")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.IsLeader(t.Context()); !ok || err != nil {
+		t.Fatalf("after the holder closed, IsLeader = %v, %v", ok, err)
+	}
+}

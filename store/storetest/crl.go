@@ -36,4 +36,10 @@ func testCRLStorage(t *testing.T, s store.Store) {
 	if got, _ := s.LatestCRL(ctx, "aabbcc"); got.Number != 6 {
 		t.Fatalf("latest number %d, want 6", got.Number)
 	}
+	if n, err := s.LatestCRLNumber(ctx, "aabbcc"); err != nil || n != 6 {
+		t.Fatalf("LatestCRLNumber = %d, %v; want 6", n, err)
+	}
+	if n, err := s.LatestCRLNumber(ctx, "none"); err != nil || n != 0 {
+		t.Fatalf("LatestCRLNumber of an issuer without CRLs = %d, %v; want 0", n, err)
+	}
 }

@@ -42,3 +42,16 @@ func (s *Store) LatestCRL(ctx context.Context, issuerKeyID string) (pki.CRL, err
 	}
 	return c, nil
 }
+
+// LatestCRLNumber returns the number of the issuer's latest stored CRL, 0 if none.
+func (s *Store) LatestCRLNumber(ctx context.Context, issuerKeyID string) (int64, error) {
+	var n int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT number FROM crls WHERE issuer_key_id = $1`, issuerKeyID).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, s.wrap(err, "latest CRL number")
+	}
+	return n, nil
+}
