@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/smallstep/certificates/cas/apiv1"
@@ -79,7 +80,12 @@ type CA struct {
 	clock       pki.Clock
 	log         *slog.Logger
 	feed        feed
+	onIssued    atomic.Pointer[func(pki.CertRecord)]
 }
+
+// OnIssued registers f to be called with each certificate after it
+// committed (the OCSP presigner signs its response then); f must not block.
+func (c *CA) OnIssued(f func(pki.CertRecord)) { c.onIssued.Store(&f) }
 
 // New checks cfg, compiles the profiles and returns a CA.
 func New(ctx context.Context, cfg Config) (*CA, error) {

@@ -196,6 +196,9 @@ func (c *CA) sign(ctx context.Context, r signRequest) (*Issued, error) {
 		rec, dev, ev := c.records(now, r, cert)
 		err = c.store.InsertCertificate(ctx, rec, dev, ev)
 		if err == nil {
+			if f := c.onIssued.Load(); f != nil {
+				(*f)(rec)
+			}
 			c.log.InfoContext(ctx, "certificate issued", "action", r.action, "serial", rec.Serial,
 				"device_id", r.deviceID, "profile", r.profile.name, "not_after", rec.NotAfter)
 			return &Issued{Record: rec, Certificate: cert, Chain: c.h.Chain()}, nil

@@ -26,6 +26,7 @@ type Responder struct {
 	log      *slog.Logger
 	answers  *prometheus.CounterVec
 	counters map[string]prometheus.Counter // read-only after NewResponder
+	cache    map[string]prometheus.Counter // by Response.Cache; read-only too
 	now      func() time.Time
 }
 
@@ -39,8 +40,16 @@ func NewResponder(source Source, log *slog.Logger, reg prometheus.Registerer) *R
 			Name: "fleetpki_ocsp_responses_total",
 			Help: "OCSP responses by answer: good, revoked, unknown, malformed, unauthorized, try_later.",
 		}, []string{"answer"})}
+	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetpki_ocsp_cache_total",
+		Help: "OCSP responses by origin: memory (cache hit), store (pre-signed), signed (miss, signed now), nonce (signed for the request).",
+	}, []string{"result"})
 	if reg != nil {
-		reg.MustRegister(r.answers)
+		reg.MustRegister(r.answers, cache)
+	}
+	r.cache = map[string]prometheus.Counter{}
+	for _, c := range []string{"memory", "store", "signed", "nonce"} {
+		r.cache[c] = cache.WithLabelValues(c)
 	}
 	r.counters = map[string]prometheus.Counter{}
 	for _, a := range []string{"good", "revoked", "unknown", "malformed", "unauthorized", "try_later"} {
@@ -99,6 +108,9 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Cache-Control", "max-age="+strconv.Itoa(int(resp.NextUpdate.Sub(now).Seconds()))+", public, no-transform, must-revalidate")
 	}
 	rs.count(resp.Answer)
+	if c, ok := rs.cache[resp.Cache]; ok {
+		c.Inc()
+	}
 	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return

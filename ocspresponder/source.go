@@ -28,6 +28,9 @@ type Response struct {
 	// Fresh marks a response made for this request alone (it echoes a
 	// nonce): not to be cached by anyone.
 	Fresh bool
+	// Cache says where the response came from, for metrics: "memory",
+	// "store" (pre-signed), "signed" (a miss, signed now) or "nonce".
+	Cache string
 
 	// Precomputed HTTP headers of a cached response (see headers).
 	etag, lastModified, expires string
@@ -104,6 +107,10 @@ type CacheConfig struct {
 	// re-signed once half of it has passed.
 	Validity time.Duration
 	Clock    pki.Clock
+	// Responses, when set, holds pre-signed responses (see Presigner): a
+	// miss in memory takes the stored one if it is fresh and states the
+	// certificate's current status, and a response signed on a miss is stored.
+	Responses ResponseStore
 }
 
 // CacheSource signs responses from the stored status and keeps them until
@@ -170,7 +177,7 @@ func (c *CacheSource) Response(ctx context.Context, req *Request) (*Response, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 	}
-	fresh := &Response{DER: der, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate, Answer: r.Answer, Fresh: true}
+	fresh := &Response{DER: der, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate, Answer: r.Answer, Fresh: true, Cache: "nonce"}
 	fresh.headers()
 	return fresh, nil
 }
@@ -198,22 +205,49 @@ func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, er
 	default:
 		st.Good, answer = true, "good"
 	}
-	// thisUpdate a minute back tolerates clients whose clocks run behind.
-	this := now.Add(-time.Minute).Truncate(time.Second)
-	der, err := c.signer.Load().Sign(st, req.HashAlgorithm, this, this.Add(c.cfg.Validity))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
+	r = c.stored(ctx, rec, req.HashAlgorithm, answer, now)
+	if r == nil {
+		// thisUpdate a minute back tolerates clients whose clocks run behind.
+		this := now.Add(-time.Minute).Truncate(time.Second)
+		der, err := c.signer.Load().Sign(st, req.HashAlgorithm, this, this.Add(c.cfg.Validity))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
+		}
+		r = &Response{DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity), Answer: answer, Cache: "signed"}
+		if name, ok := hashName(req.HashAlgorithm); ok && c.cfg.Responses != nil && answer != "unknown" {
+			// Best effort: the presigner's sweep covers a failure here.
+			_ = c.cfg.Responses.SaveOCSPResponses(ctx, []pki.OCSPResponse{{Serial: serial, Hash: name, Status: rec.Status,
+				DER: der, ThisUpdate: this, NextUpdate: r.NextUpdate}})
+		}
 	}
-	r = &Response{DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity), Answer: answer}
 	r.headers()
 	c.mu.Lock()
 	if len(c.entries) >= maxEntries {
 		c.entries = map[cacheKey]*Response{}
 	}
-	c.entries[key] = r
+	m := *r // the cached copy says where later hits come from
+	m.Cache = "memory"
+	c.entries[key] = &m
 	c.mu.Unlock()
 	return r, nil
 }
+
+// stored returns the pre-signed response for rec, if there is one that is
+// fresh and states rec's current status.
+func (c *CacheSource) stored(ctx context.Context, rec pki.CertRecord, h crypto.Hash, answer string, now time.Time) *Response {
+	name, ok := hashName(h)
+	if c.cfg.Responses == nil || !ok || answer == "unknown" {
+		return nil
+	}
+	sr, err := c.cfg.Responses.GetOCSPResponse(ctx, rec.Serial, name)
+	if err != nil || sr.Status != rec.Status || !now.Before(sr.ThisUpdate.Add(c.cfg.Validity/2)) || !now.Before(sr.NextUpdate) {
+		return nil
+	}
+	return &Response{DER: sr.DER, ThisUpdate: sr.ThisUpdate, NextUpdate: sr.NextUpdate, Answer: answer, Cache: "store"}
+}
+
+// Signer returns the current signer.
+func (c *CacheSource) Signer() *Signer { return c.signer.Load() }
 
 // Revoked drops every cached response of the serial, so the next request
 // signs from the new status.

@@ -70,3 +70,16 @@ type RevokedCert struct {
 	RevokedAt time.Time
 	Reason    RevocationReason
 }
+
+// OCSPResponse is a pre-signed OCSP response for one certificate and one
+// CertID hash algorithm, as stored.
+type OCSPResponse struct {
+	Serial Serial
+	// Hash names the CertID hash algorithm: "sha1" or "sha256".
+	Hash string
+	// Status is the certificate's stored status when the response was signed.
+	Status     CertStatus
+	DER        []byte
+	ThisUpdate time.Time
+	NextUpdate time.Time
+}

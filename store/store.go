@@ -110,6 +110,18 @@ type Store interface {
 	// (0 when there is none), without reading the CRL itself.
 	LatestCRLNumber(ctx context.Context, issuerKeyID string) (int64, error)
 
+	// SaveOCSPResponses stores pre-signed OCSP responses; a stored revoked
+	// response is only ever replaced by another revoked one.
+	SaveOCSPResponses(ctx context.Context, rs []pki.OCSPResponse) error
+	// GetOCSPResponse returns the stored response for serial and CertID hash
+	// ("sha1" or "sha256"), or pki.NotFound.
+	GetOCSPResponse(ctx context.Context, serial pki.Serial, hash string) (pki.OCSPResponse, error)
+	// OCSPStale lists, oldest first after the cursor afterSeq (0 to start),
+	// up to limit unexpired certificates of the issuer whose response for
+	// hash is missing, signed before signedBefore, or out of date with the
+	// certificate's status; next is the cursor for the following call.
+	OCSPStale(ctx context.Context, issuerKeyID, hash string, signedBefore, notAfterAfter time.Time, afterSeq int64, limit int) (recs []pki.CertRecord, next int64, err error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

@@ -58,7 +58,7 @@ func commands() []command {
 		{"revoke", "revoke a certificate (--serial) or all of a device's (--device-id)", (*cli).revoke},
 		{"broker", "run a standalone MQTT broker (not implemented yet)", notImplemented("broker")},
 		{"crl export", "write the current CRL to a file (PEM), with --watch on every change", (*cli).crlExport},
-		{"ocsp", "OCSP tools (not implemented yet)", notImplemented("ocsp")},
+		{"ocsp", "run a responder-only OCSP server from the responses serve pre-signs (no keys needed)", (*cli).ocspOnly},
 	}
 }
 

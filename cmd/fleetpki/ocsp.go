@@ -26,6 +26,7 @@ const ocspResponderValidity = 30 * 24 * time.Hour
 type ocspService struct {
 	ca      *ca.CA
 	cache   *ocspresponder.CacheSource
+	presign *ocspresponder.Presigner
 	handler http.Handler
 	log     *slog.Logger
 	until   time.Time // the current responder certificate's NotAfter
@@ -38,10 +39,16 @@ func newOCSPService(ctx context.Context, c *ca.CA, st store.Store, reg prometheu
 	if err != nil {
 		return nil, err
 	}
-	s.cache, err = ocspresponder.NewCacheSource(ocspresponder.CacheConfig{Signer: signer, Status: st})
+	s.cache, err = ocspresponder.NewCacheSource(ocspresponder.CacheConfig{Signer: signer, Status: st, Responses: st})
 	if err != nil {
 		return nil, err
 	}
+	s.presign, err = ocspresponder.NewPresigner(ocspresponder.PresignConfig{Store: st, Signer: s.cache.Signer,
+		IssuerKeyID: c.Hierarchy().IssuerKeyID(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	c.OnIssued(s.presign.Issued)
 	src, err := ocspresponder.NewFilterSource(c.Hierarchy().Intermediate(), s.cache)
 	if err != nil {
 		return nil, err
@@ -72,6 +79,9 @@ func (s *ocspService) run(ctx context.Context) error {
 	events, cancel := s.ca.Subscribe(1024)
 	defer cancel()
 	go func() { _ = s.cache.Run(ctx, events) }()
+	presignEvents, cancelPresign := s.ca.Subscribe(1024)
+	defer cancelPresign()
+	go func() { _ = s.presign.Run(ctx, presignEvents) }()
 	for {
 		wait := time.Until(s.since.Add(s.until.Sub(s.since) * 2 / 3))
 		select {

@@ -70,8 +70,8 @@ func (c *cli) revoke(ctx context.Context, args []string) error {
 // pollRevocations brings revocations made by other processes on the same
 // SQLite file (`fleetpki revoke`) into serve's revocation feed every
 // interval. Postgres needs none: its revocations arrive by notification.
-func pollRevocations(ctx context.Context, st store.Store, authority *ca.CA, interval time.Duration, log *slog.Logger) error {
-	keyID := authority.Hierarchy().IssuerKeyID()
+func pollRevocations(ctx context.Context, st store.Store, keyID string, interval time.Duration, log *slog.Logger,
+	publish func(context.Context, pki.Serial) error) error {
 	seen := map[pki.Serial]bool{}
 	// Overlap each query with the last so that a row committed with a
 	// slightly older timestamp is not missed; seen drops the repeats.
@@ -94,7 +94,7 @@ func pollRevocations(ctx context.Context, st store.Store, authority *ca.CA, inte
 			}
 			next[rc.Serial] = true
 			if !seen[rc.Serial] {
-				if err := authority.PublishStored(ctx, rc.Serial); err != nil {
+				if err := publish(ctx, rc.Serial); err != nil {
 					log.WarnContext(ctx, "revocation from another process not applied", "serial", rc.Serial, "err", err)
 				}
 			}

@@ -141,7 +141,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	g.Go(func() error { return ocspSvc.run(gctx) })
 	if _, ok := st.(*postgres.Store); !ok {
 		// `fleetpki revoke` on the same SQLite file reaches this process by polling.
-		g.Go(func() error { return pollRevocations(gctx, st, authority, time.Second, log) })
+		g.Go(func() error {
+			return pollRevocations(gctx, st, h.IssuerKeyID(), time.Second, log, authority.PublishStored)
+		})
 	}
 	if pg, ok := st.(*postgres.Store); ok {
 		// Replicas sharing the database hear of each other's revocations.

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		{"concurrent use of a one-time credential", testCredentialOneUse},
 		{"idempotency keys", testIdempotency},
 		{"the stored CRL only moves forward", testCRLStorage},
+		{"pre-signed OCSP responses", testOCSPResponses},
 		{"not found", testNotFound},
 	}
 	for _, tc := range tests {
