@@ -1,11 +1,17 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -218,4 +224,100 @@ func TestCRLExportRemote(t *testing.T) {
 	if _, err := os.Stat(out2); !os.IsNotExist(err) {
 		t.Fatal("a refused CRL was written")
 	}
+}
+
+// TestStandaloneBroker: `fleetpki broker` checks devices over a running
+// serve's OCSP: a valid device publishes, a revoked one is dropped from its
+// live session at the next re-check and refused after; with the responder
+// stopped, new connections are refused, unless a fail-open grace is set and
+// the device's last good answer is within it.
+func TestStandaloneBroker(t *testing.T) {
+	e := newEnrollEnv(t)
+	dir := t.TempDir()
+	devs := map[string]string{}
+	for _, id := range []string{"dev-1", "dev-2"} {
+		devs[id] = filepath.Join(dir, id)
+		if r := e.enroll(t, "--device-id", id, "--out", devs[id]); r.code != 0 {
+			t.Fatalf("enroll: %s", r.stderr)
+		}
+	}
+	chain := filepath.Join(dir, "chain.pem")
+	_ = os.WriteFile(chain, []byte(get(t, e.srv.url("/ca.pem"), 200, "", "")), 0o600)
+	// The broker's own certificate, from a throw-away CA of the test.
+	bkey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	btmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "broker"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	bder, _ := x509.CreateCertificate(rand.Reader, btmpl, btmpl, bkey.Public(), bkey)
+	bkeyDER, _ := x509.MarshalECPrivateKey(bkey)
+	bcert := pemFile(t, filepath.Join(dir, "broker.crt"), "CERTIFICATE", bder)
+	bkeyFile := pemFile(t, filepath.Join(dir, "broker.key"), "EC PRIVATE KEY", bkeyDER)
+	start := func(extra ...string) string {
+		addr, _ := startProc(t, mqttRE, append([]string{"broker", "--log-format", "text", "--mqtt-addr", "127.0.0.1:0", "--ca-file", chain,
+			"--tls-cert", bcert, "--tls-key", bkeyFile, "--ocsp-url", e.srv.url("/ocsp"), "--ocsp-max-age", "200ms",
+			"--recheck-interval", "300ms", "--data-dir", filepath.Join(dir, "none")}, extra...)...)
+		return addr
+	}
+	closed, graceful := start(), start("--fail-open-grace", "1m")
+	pub := func(addr, id string) error {
+		host, port, _ := net.SplitHostPort(addr)
+		d := devs[id]
+		out, err := exec.Command("mosquitto_pub", "-h", host, "-p", port, "--cafile", bcert, "--cert", filepath.Join(d, "device.crt"),
+			"--key", filepath.Join(d, "device.key"), "-i", id, "-q", "1", "-t", "devices/"+id+"/temp", "-m", "1").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	for _, addr := range []string{closed, graceful} {
+		if err := pub(addr, "dev-1"); err != nil {
+			t.Fatalf("a valid device was refused: %v", err)
+		}
+	}
+
+	// A live session of dev-2 ends at the re-check after its revocation.
+	kp, _ := tls.LoadX509KeyPair(filepath.Join(devs["dev-2"], "device.crt"), filepath.Join(devs["dev-2"], "device.key"))
+	bpool := x509.NewCertPool()
+	bpool.AddCert(mustParse(t, bder))
+	lost := make(chan time.Time, 1)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + closed).SetClientID("dev-2").SetAutoReconnect(false).
+		SetTLSConfig(&tls.Config{RootCAs: bpool, Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}).
+		SetConnectionLostHandler(func(paho.Client, error) { lost <- time.Now() }))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("paho connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	crt, _ := os.ReadFile(filepath.Join(devs["dev-2"], "device.crt"))
+	if r := runCLI(t, "", "revoke", "--data-dir", e.data, "--serial", certSerial(t, crt), "--reason", "keyCompromise"); r.code != 0 {
+		t.Fatalf("revoke: %s", r.stderr)
+	}
+	revokedAt := time.Now()
+	select {
+	case at := <-lost:
+		t.Logf("standalone broker dropped the revoked device %v after the revocation", at.Sub(revokedAt))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the standalone broker kept a revoked device's session for 5 s")
+	}
+	if err := pub(closed, "dev-2"); err == nil {
+		t.Fatal("the standalone broker admitted a revoked device")
+	}
+
+	// The responder goes away: fail closed, except within the grace.
+	e.srv.stop(t)
+	time.Sleep(300 * time.Millisecond) // past --ocsp-max-age
+	if err := pub(closed, "dev-1"); err == nil {
+		t.Fatal("with the responder down, the fail-closed broker admitted a device")
+	}
+	if err := pub(graceful, "dev-1"); err != nil {
+		t.Fatalf("with the responder down, the broker with a grace refused a device last seen good: %v", err)
+	}
+}
+
+func mustParse(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -56,7 +56,7 @@ func commands() []command {
 		{"version", "print the version", (*cli).version},
 		{"enroll", "enroll a device or a batch of devices (the factory station's client)", (*cli).enroll},
 		{"revoke", "revoke a certificate (--serial) or all of a device's (--device-id)", (*cli).revoke},
-		{"broker", "run a standalone MQTT broker (not implemented yet)", notImplemented("broker")},
+		{"broker", "run a standalone MQTT broker that checks devices over a remote fleetpki's OCSP", (*cli).brokerStandalone},
 		{"crl export", "write the current CRL to a file (PEM), with --watch on every change", (*cli).crlExport},
 		{"ocsp", "run a responder-only OCSP server from the responses serve pre-signs (no keys needed)", (*cli).ocspOnly},
 	}
@@ -139,12 +139,6 @@ func (c *cli) usage(w io.Writer) {
 // put into its message.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
-}
-
-func notImplemented(name string) func(*cli, context.Context, []string) error {
-	return func(*cli, context.Context, []string) error {
-		return usageError{fmt.Errorf("%s is not implemented yet", name)}
-	}
 }
 
 // newFlags returns a flag set for the command with the shared settings

@@ -19,7 +19,14 @@ var ocspOnlyRE = regexp.MustCompile(`msg=listening listener=ocsp addr=(\S+)`)
 // startOCSPOnly runs `fleetpki ocsp` and returns its address.
 func startOCSPOnly(t *testing.T, args ...string) (addr string, stop func()) {
 	t.Helper()
-	cmd := exec.Command(binaryPath, append([]string{"ocsp", "--log-format", "text", "--http-addr", "127.0.0.1:0"}, args...)...)
+	return startProc(t, ocspOnlyRE, append([]string{"ocsp", "--log-format", "text", "--http-addr", "127.0.0.1:0"}, args...)...)
+}
+
+// startProc runs the binary with args until the test ends and returns the
+// first submatch of re in its log (the address it listens on).
+func startProc(t *testing.T, re *regexp.Regexp, args ...string) (addr string, stop func()) {
+	t.Helper()
+	cmd := exec.Command(binaryPath, args...)
 	cmd.Env = childEnv()
 	pipe, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -33,8 +40,11 @@ func startOCSPOnly(t *testing.T, args ...string) (addr string, stop func()) {
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
 			log.writeLine(sc.Text())
-			if m := ocspOnlyRE.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
 			}
 		}
 	}()
@@ -44,9 +54,9 @@ func startOCSPOnly(t *testing.T, args ...string) (addr string, stop func()) {
 	case addr = <-found:
 		return addr, stop
 	case <-done:
-		t.Fatalf("fleetpki ocsp exited:\n%s", log.String())
+		t.Fatalf("fleetpki %s exited:\n%s", args[0], log.String())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("fleetpki ocsp did not start:\n%s", log.String())
+		t.Fatalf("fleetpki %s did not start:\n%s", args[0], log.String())
 	}
 	return "", nil
 }

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fleetpki/fleetpki/broker"
+	"github.com/fleetpki/fleetpki/broker/remote"
+)
+
+// brokerStandalone runs the MQTT broker without the CA: device certificates
+// are checked against --ca-file and, over OCSP, a remote fleetpki.
+func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("broker", cfg)
+	metricsAddr := fs.String("metrics-addr", "", "address for /metrics and /healthz (plain HTTP); empty is off")
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	if cfg.CAFile == "" || cfg.TLSCert == "" || cfg.TLSKey == "" {
+		return usageError{errors.New("broker: --ca-file (the fleetpki chain) and --tls-cert/--tls-key (the broker's own certificate) are required")}
+	}
+	if cfg.MQTTAddr == "" {
+		return usageError{errors.New("broker: --mqtt-addr is required")}
+	}
+	durations := map[string]*time.Duration{}
+	for name, v := range map[string]string{"--ocsp-max-age": cfg.OCSPMaxAge, "--recheck-interval": cfg.RecheckInterval, "--fail-open-grace": cfg.FailOpenGrace} {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return usageError{fmt.Errorf("broker: %s %q: want a duration such as 5m", name, v)}
+		}
+		durations[name] = &d
+	}
+	anyID, err := strconv.ParseBool(cfg.MQTTAnyClientID)
+	if err != nil {
+		return usageError{fmt.Errorf("broker: --mqtt-any-client-id %q: want true or false", cfg.MQTTAnyClientID)}
+	}
+	chainPEM, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return fmt.Errorf("--ca-file: %w", unwrapPath(err))
+	}
+	issuer, err := crlIssuer("", cfg.CAFile)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(chainPEM) {
+		return fmt.Errorf("--ca-file %s holds no certificate", cfg.CAFile)
+	}
+	kp, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return fmt.Errorf("--tls-cert/--tls-key: %w", unwrapPath(err))
+	}
+	rules, err := brokerRules(cfg)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	checker, err := remote.New(remote.Config{URL: cfg.OCSPURL, CRLURL: cfg.CRLURL, MaxAge: *durations["--ocsp-max-age"],
+		FailOpenGrace: *durations["--fail-open-grace"], Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	b, err := broker.New(broker.Config{
+		Addr: cfg.MQTTAddr, Roots: roots, Issuer: issuer,
+		GetCertificate:  func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &kp, nil },
+		Checker:         checker,
+		RecheckInterval: *durations["--recheck-interval"],
+		Rules:           rules, AnyClientID: anyID, Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.Listen(); err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "listening", "listener", "mqtt", "addr", b.Addr().String(), "issuer", issuer.Subject.String(),
+		"ocsp", cfg.OCSPURL, "crl", cfg.CRLURL, "fail_open_grace", *durations["--fail-open-grace"])
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return b.Run(gctx) })
+	if *metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %q: %w", *metricsAddr, err)
+		}
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error { <-gctx.Done(); return srv.Close() })
+	}
+	return g.Wait()
+}
