@@ -288,6 +288,11 @@ func TestMosquittoClients(t *testing.T) {
 				t.Fatalf("mosquitto_pub was admitted:\n%s", out)
 			}
 			if tc.reason != "" {
+				// The broker counts after the client has seen the refusal.
+				deadline := time.Now().Add(2 * time.Second)
+				for e.metric(t, "fleetpki_mqtt_refused_total", tc.reason) != before+1 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
 				if after := e.metric(t, "fleetpki_mqtt_refused_total", tc.reason); after != before+1 {
 					t.Errorf("refusals for %s went %v → %v", tc.reason, before, after)
 				}
@@ -400,6 +405,7 @@ func TestCheckFailureRefuses(t *testing.T) {
 	if _, err := e.paho(t, d, "", nil); err == nil {
 		t.Fatal("admitted although the status could not be checked")
 	}
+	waitFor(t, func() bool { return e.metric(t, "fleetpki_mqtt_refused_total", "check_failed") >= 1 })
 	if n := e.metric(t, "fleetpki_mqtt_refused_total", "check_failed"); n != 1 {
 		t.Errorf("check_failed refusals = %v, want 1", n)
 	}
@@ -416,6 +422,7 @@ func TestCheckerRefusesRevoked(t *testing.T) {
 	if _, err := e.paho(t, d, "", nil); err == nil {
 		t.Fatal("a revoked certificate was admitted")
 	}
+	waitFor(t, func() bool { return e.metric(t, "fleetpki_mqtt_refused_total", "revoked") >= 1 })
 	if n := e.metric(t, "fleetpki_mqtt_refused_total", "revoked"); n != 1 {
 		t.Errorf("revoked refusals = %v, want 1", n)
 	}

@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/fleetpki/fleetpki/pki"
 )
@@ -14,6 +15,8 @@ type DirectoryStore interface {
 	GetDevice(ctx context.Context, id string) (pki.Device, error)
 	ListDevices(ctx context.Context, f pki.DeviceFilter) (pki.Page[pki.Device], error)
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
+	ListUsers(ctx context.Context) ([]pki.User, error)
+	Stats(ctx context.Context, now time.Time, days int) (pki.Stats, error)
 }
 
 // Directory answers the read side of administration: devices, certificates
@@ -77,4 +80,22 @@ func (d *Directory) Audit(ctx context.Context, afterSeq int64, limit int) ([]pki
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
 	return evs, nil
+}
+
+// Users lists the admin users.
+func (d *Directory) Users(ctx context.Context) ([]pki.User, error) {
+	us, err := d.store.ListUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("users: %w", err)
+	}
+	return us, nil
+}
+
+// Stats counts devices and certificates now, with the last days of issuance.
+func (d *Directory) Stats(ctx context.Context, days int) (pki.Stats, error) {
+	st, err := d.store.Stats(ctx, d.clock.Now(), days)
+	if err != nil {
+		return pki.Stats{}, fmt.Errorf("stats: %w", err)
+	}
+	return st, nil
 }

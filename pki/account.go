@@ -82,3 +82,32 @@ type Credential struct {
 	Disabled   bool
 	CreatedAt  time.Time
 }
+
+// WebSession is a signed-in admin web UI session as stored: the session id
+// itself is only in the browser's cookie; the store keeps its SHA-256.
+type WebSession struct {
+	IDHash    string
+	UserName  string
+	CSRF      string
+	CreatedAt time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time
+}
+
+// Stats are the dashboard's counts at a moment.
+type Stats struct {
+	ActiveDevices int64
+	IssuedToday   int64
+	IssuedWeek    int64
+	Revoked       int64
+	// ExpiringSoon counts valid certificates whose NotAfter falls within 30 days.
+	ExpiringSoon int64
+	// PerDay counts certificates issued per UTC day, oldest day first.
+	PerDay []DayCount
+}
+
+// DayCount is one day's count.
+type DayCount struct {
+	Day   time.Time
+	Count int64
+}

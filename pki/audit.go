@@ -46,6 +46,8 @@ const (
 	ActionCredentialCreate  = "credential.create"
 	ActionCredentialDisable = "credential.disable"
 	ActionCAInit            = "ca.init"
+	ActionWebLogin          = "web.login"
+	ActionWebLogout         = "web.logout"
 )
 
 // ChainHash is SHA-256 over prev followed by the event's canonical encoding: a

@@ -122,6 +122,17 @@ type Store interface {
 	// certificate's status; next is the cursor for the following call.
 	OCSPStale(ctx context.Context, issuerKeyID, hash string, signedBefore, notAfterAfter time.Time, afterSeq int64, limit int) (recs []pki.CertRecord, next int64, err error)
 
+	// CreateWebSession stores an admin UI session; GetWebSession returns it
+	// by id hash (or pki.NotFound); TouchWebSession records activity;
+	// DeleteWebSession ends it (and sweeps expired ones).
+	CreateWebSession(ctx context.Context, s pki.WebSession) error
+	GetWebSession(ctx context.Context, idHash string) (pki.WebSession, error)
+	TouchWebSession(ctx context.Context, idHash string, at time.Time) error
+	DeleteWebSession(ctx context.Context, idHash string) error
+	// Stats counts devices and certificates for the dashboard, with the
+	// certificates issued on each of the last days UTC days.
+	Stats(ctx context.Context, now time.Time, days int) (pki.Stats, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

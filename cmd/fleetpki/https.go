@@ -15,7 +15,16 @@ import (
 	"github.com/fleetpki/fleetpki/api"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/store"
+	"github.com/fleetpki/fleetpki/web"
 )
+
+// uiDeps is what the admin UI needs from the rest of serve.
+type uiDeps struct {
+	// publicBase is this process's plain-HTTP listener, where the UI asks
+	// the real OCSP endpoint.
+	publicBase string
+	health     func(context.Context) (web.Health, error)
+}
 
 // serverCertValidity is the life of the HTTPS certificate the CA issues
 // itself; it is renewed at two thirds of it, and at every start.
@@ -75,13 +84,14 @@ func (s *selfCert) run(ctx context.Context) error {
 
 // httpsServer builds the HTTPS listener's server: the REST API, TLS 1.2+,
 // client certificates requested (they authenticate /renew) but optional.
-func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log *slog.Logger) (*http.Server, *selfCert, error) {
+func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log *slog.Logger, ui uiDeps) (*http.Server, *selfCert, error) {
 	accounts := ca.NewAccounts(st, nil)
-	handler, err := api.New(api.Config{
+	directory := ca.NewDirectory(st, nil)
+	apiHandler, err := api.New(api.Config{
 		Enroller:    ca.NewEnroller(c, accounts, st),
 		Revoker:     c,
 		Accounts:    accounts,
-		Directory:   ca.NewDirectory(st, nil),
+		Directory:   directory,
 		PublicURL:   cfg.PublicURL,
 		EnrollRate:  cfg.enrollRate,
 		EnrollBurst: cfg.enrollBurst,
@@ -91,6 +101,12 @@ func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log
 		return nil, nil, err
 	}
 	h := c.Hierarchy()
+	uiHandler, err := web.New(web.Config{Accounts: accounts, Directory: directory, Revoker: c, Sessions: ca.NewSessions(st, nil),
+		OCSP: webOCSP(ui.publicBase, h.Intermediate()), Health: ui.health, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	handler := splitAPI(apiHandler, uiHandler)
 	clientCAs := x509.NewCertPool()
 	// The issuing CA is an anchor too, so devices that send only their leaf are accepted.
 	clientCAs.AddCert(h.Root())

@@ -16,6 +16,7 @@ import (
 	"github.com/fleetpki/fleetpki/broker"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store/postgres"
+	"github.com/fleetpki/fleetpki/web"
 )
 
 // Timeouts of the public HTTP listener. Its answers are small (certificates,
@@ -90,7 +91,17 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	tlsSrv, self, err := httpsServer(ctx, cfg, authority, st, log)
+	tlsSrv, self, err := httpsServer(ctx, cfg, authority, st, log, uiDeps{
+		publicBase: "http://" + ln.Addr().String(),
+		health: func(ctx context.Context) (web.Health, error) {
+			c, err := crls.issuing.Latest(ctx)
+			if err != nil {
+				return web.Health{}, err
+			}
+			return web.Health{CRLNumber: c.Number, CRLThisUpdate: c.ThisUpdate, CRLNextUpdate: c.NextUpdate,
+				OCSPSignerEnd: ocspSvc.cache.Signer().Responder.NotAfter}, nil
+		},
+	})
 	if err != nil {
 		_ = ln.Close()
 		return err

@@ -43,6 +43,8 @@ func Run(t *testing.T, open Opener) {
 		{"idempotency keys", testIdempotency},
 		{"the stored CRL only moves forward", testCRLStorage},
 		{"pre-signed OCSP responses", testOCSPResponses},
+		{"web sessions", testWebSessions},
+		{"dashboard stats", testStats},
 		{"not found", testNotFound},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,61 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/store"
+)
+
+func testWebSessions(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := pki.User{ID: "u-1", Name: "alice", Role: pki.RoleOperator, PasswordHash: "x", CreatedAt: base}
+	if err := s.CreateUser(ctx, u, event(pki.ActionUserCreate, "alice", base)); err != nil {
+		t.Fatal(err)
+	}
+	ws := pki.WebSession{IDHash: "h1", UserName: "alice", CSRF: "c1", CreatedAt: base, LastSeen: base, ExpiresAt: base.Add(12 * time.Hour)}
+	if err := s.CreateWebSession(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchWebSession(ctx, "h1", base.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetWebSession(ctx, "h1")
+	if err != nil || got.UserName != "alice" || got.CSRF != "c1" || !got.LastSeen.Equal(base.Add(time.Minute).Truncate(time.Microsecond)) {
+		t.Fatalf("GetWebSession = %+v, %v", got, err)
+	}
+	if err := s.DeleteWebSession(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetWebSession(ctx, "h1"); !errors.Is(err, pki.NotFound) {
+		t.Fatalf("after delete: %v, want NotFound", err)
+	}
+}
+
+func testStats(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	f := fixture{t, s}
+	now := base
+	f.issue("d-1", now, nil)
+	f.issue("d-2", now.Add(-2*24*time.Hour), nil)
+	old := f.issue("d-3", now.Add(-10*24*time.Hour), nil)
+	soon := newCert("d-4", now.Add(-340*24*time.Hour)) // expires within 30 days
+	f.insert(soon, nil)
+	if _, _, err := s.RevokeCertificate(ctx, old.Serial, pki.ReasonKeyCompromise, now, event(pki.ActionCertificateRevoke, string(old.Serial), now)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Stats(ctx, now, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ActiveDevices != 3 || st.IssuedToday != 1 || st.IssuedWeek != 2 || st.Revoked != 1 || st.ExpiringSoon != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	if len(st.PerDay) != 3 || st.PerDay[2].Count != 1 || st.PerDay[0].Count != 1 || st.PerDay[1].Count != 0 ||
+		!st.PerDay[2].Day.Equal(now.UTC().Truncate(24*time.Hour)) {
+		t.Fatalf("per day = %+v", st.PerDay)
+	}
+}

@@ -1,0 +1,575 @@
+package web
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// validCSRF compares the form's token with the session's in constant time.
+func validCSRF(r *http.Request, want string) bool {
+	got := r.PostFormValue("csrf")
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// safeNext keeps a post-login redirect on this site.
+func safeNext(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.Contains(p, "\\") {
+		return "/"
+	}
+	return url.QueryEscape(p)
+}
+
+func nextPath(v string) string {
+	if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.Contains(v, "\\") {
+		return "/"
+	}
+	return v
+}
+
+func (u *UI) loginForm(w http.ResponseWriter, r *http.Request) {
+	tok := randomToken()
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: "/", HttpOnly: true, Secure: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: 3600})
+	u.render(w, r, http.StatusOK, "login", map[string]any{"Token": tok, "Next": nextPath(r.URL.Query().Get("next"))})
+}
+
+// login checks the password under the throttle. The login form carries a
+// token that must match its cookie (double submit), so another site cannot
+// sign a browser in to an account of its choosing.
+func (u *UI) login(w http.ResponseWriter, r *http.Request) {
+	name, password := strings.TrimSpace(r.PostFormValue("username")), r.PostFormValue("password")
+	c, _ := r.Cookie(loginCookie)
+	if c == nil || c.Value == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue("token"))) != 1 {
+		u.fail(w, r, http.StatusForbidden, "The sign-in form expired. Reload the page and try again.")
+		return
+	}
+	ip := remoteIP(r)
+	if wait := u.throttle.blocked(name, ip); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		u.renderLogin(w, r, http.StatusTooManyRequests, name, fmt.Sprintf("Too many failed sign-ins. Try again in %s.", wait.Round(time.Second)))
+		return
+	}
+	user, err := u.cfg.Accounts.CheckPassword(r.Context(), name, password)
+	if err != nil {
+		if !errors.Is(err, pki.Unauthenticated) {
+			u.serverError(w, r, err)
+			return
+		}
+		u.throttle.failed(name, ip)
+		u.log.InfoContext(r.Context(), "web sign-in failed", "user", name, "remote", r.RemoteAddr)
+		u.renderLogin(w, r, http.StatusUnauthorized, name, "Wrong user name or password.")
+		return
+	}
+	u.throttle.succeeded(name)
+	id, _, err := u.cfg.Sessions.Create(r.Context(), user, pki.Actor{RemoteAddr: r.RemoteAddr})
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, nextPath(r.PostFormValue("next")), http.StatusSeeOther)
+}
+
+func (u *UI) renderLogin(w http.ResponseWriter, r *http.Request, status int, name, msg string) {
+	tok := randomToken()
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: 3600})
+	u.render(w, r, status, "login", map[string]any{"Token": tok, "Error": msg, "Username": name, "Next": nextPath(r.PostFormValue("next"))})
+}
+
+func (u *UI) logout(w http.ResponseWriter, r *http.Request) {
+	c, _ := r.Cookie(sessionCookie)
+	if c != nil {
+		if err := u.cfg.Sessions.Delete(r.Context(), c.Value, actor(r)); err != nil {
+			u.serverError(w, r, err)
+			return
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// chartDays is how many days the dashboard's chart shows.
+const chartDays = 14
+
+func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
+	st, err := u.cfg.Directory.Stats(r.Context(), chartDays)
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	data := map[string]any{"Stats": st, "Chart": newChart(st.PerDay)}
+	if u.cfg.Health != nil {
+		h, err := u.cfg.Health(r.Context())
+		if err != nil {
+			data["HealthError"] = err.Error()
+		} else {
+			now := u.cfg.Clock.Now()
+			data["Health"] = h
+			data["CRLAge"] = now.Sub(h.CRLThisUpdate).Round(time.Second)
+			data["SignerLeft"] = h.OCSPSignerEnd.Sub(now).Round(time.Minute)
+		}
+	}
+	u.render(w, r, http.StatusOK, "dashboard", data)
+}
+
+// parseMeta reads "key=value".
+func parseMeta(s string) (key, value string, ok bool) {
+	k, v, found := strings.Cut(strings.TrimSpace(s), "=")
+	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+	return k, v, found && k != "" && v != ""
+}
+
+func (u *UI) devices(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := pki.DeviceFilter{IDPrefix: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor"), Limit: 50}
+	switch s := q.Get("status"); s {
+	case "", "all":
+	case string(pki.DeviceActive), string(pki.DeviceRevoked):
+		f.Status = pki.DeviceStatus(s)
+	default:
+		u.fail(w, r, http.StatusBadRequest, "Unknown status filter.")
+		return
+	}
+	if m := q.Get("meta"); m != "" {
+		k, v, ok := parseMeta(m)
+		if !ok {
+			u.fail(w, r, http.StatusBadRequest, "Metadata search takes the form key=value, e.g. lot=2026-W41.")
+			return
+		}
+		f.MetaKey, f.MetaValue = k, v
+	}
+	page, err := u.cfg.Directory.Devices(r.Context(), f)
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	next := ""
+	if page.Next != "" {
+		v := url.Values{}
+		for k, vs := range q {
+			v[k] = vs
+		}
+		v.Set("cursor", page.Next)
+		next = "/devices?" + v.Encode()
+	}
+	u.render(w, r, http.StatusOK, "devices", map[string]any{"Devices": page.Items, "Next": next,
+		"Q": q.Get("q"), "Meta": q.Get("meta"), "Status": q.Get("status")})
+}
+
+func (u *UI) device(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	d, err := u.cfg.Directory.Device(r.Context(), id)
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	certs, err := u.cfg.Directory.Certificates(r.Context(), pki.CertFilter{DeviceID: id, Limit: pki.MaxLimit})
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	serials := map[string]bool{}
+	for _, c := range certs.Items {
+		serials[string(c.Serial)] = true
+	}
+	history, err := u.auditFor(r, func(e pki.AuditEvent) bool { return e.Target == id || serials[e.Target] })
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	keys := make([]string, 0, len(d.Metadata))
+	for k := range d.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	u.render(w, r, http.StatusOK, "device", map[string]any{"Device": d, "Certs": certs.Items, "MetaKeys": keys,
+		"History": history, "Now": u.cfg.Clock.Now()})
+}
+
+// auditWindow bounds how much of the audit log a device's history scans:
+// the newest events, where a leak investigation looks.
+const auditWindow = 5000
+
+// auditFor returns the newest audit events that match keep, newest first.
+func (u *UI) auditFor(r *http.Request, keep func(pki.AuditEvent) bool) ([]pki.AuditEvent, error) {
+	var all []pki.AuditEvent
+	for after := int64(0); ; {
+		evs, err := u.cfg.Directory.Audit(r.Context(), after, pki.MaxLimit)
+		if err != nil {
+			return nil, err
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for _, e := range evs {
+			if keep(e) {
+				all = append(all, e)
+			}
+		}
+		after = evs[len(evs)-1].Seq
+		if len(all) > auditWindow {
+			all = all[len(all)-auditWindow:]
+		}
+	}
+	slices.Reverse(all)
+	return all, nil
+}
+
+func (u *UI) certFromURL(w http.ResponseWriter, r *http.Request) (pki.CertRecord, *x509.Certificate, bool) {
+	serial, err := pki.ParseSerial(chi.URLParam(r, "serial"))
+	if err != nil {
+		u.fail(w, r, http.StatusBadRequest, "That is not a certificate serial number.")
+		return pki.CertRecord{}, nil, false
+	}
+	rec, err := u.cfg.Directory.Certificate(r.Context(), serial)
+	if err != nil {
+		u.domainError(w, r, err)
+		return pki.CertRecord{}, nil, false
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		u.serverError(w, r, err)
+		return pki.CertRecord{}, nil, false
+	}
+	return rec, cert, true
+}
+
+func (u *UI) certificate(w http.ResponseWriter, r *http.Request) {
+	rec, cert, ok := u.certFromURL(w, r)
+	if !ok {
+		return
+	}
+	data := map[string]any{"Rec": rec, "Cert": cert, "Now": u.cfg.Clock.Now(), "Status": rec.StatusAt(u.cfg.Clock.Now()),
+		"KeyAlg": keyAlgorithm(cert), "EKU": ekuNames(cert)}
+	if u.cfg.OCSP != nil {
+		a, err := u.cfg.OCSP(r.Context(), cert)
+		if err != nil {
+			data["OCSPError"] = err.Error()
+		} else {
+			data["OCSP"] = a
+		}
+	}
+	u.render(w, r, http.StatusOK, "certificate", data)
+}
+
+func (u *UI) certificatePEM(w http.ResponseWriter, r *http.Request) {
+	rec, _, ok := u.certFromURL(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+string(rec.Serial)+`.pem"`)
+	_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: rec.DER})
+}
+
+// reasons offered in revoke forms, most useful first.
+var reasons = []pki.RevocationReason{pki.ReasonKeyCompromise, pki.ReasonCessationOfOperation, pki.ReasonSuperseded,
+	pki.ReasonAffiliationChanged, pki.ReasonUnspecified}
+
+func (u *UI) revokeDeviceForm(w http.ResponseWriter, r *http.Request) {
+	d, err := u.cfg.Directory.Device(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	certs, err := u.cfg.Directory.Certificates(r.Context(), pki.CertFilter{DeviceID: d.ID, Status: pki.CertValid, Limit: pki.MaxLimit})
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	u.render(w, r, http.StatusOK, "revoke", map[string]any{"Kind": "device", "Device": d, "Certs": certs.Items,
+		"Action": "/devices/" + url.PathEscape(d.ID) + "/revoke", "Confirm": d.ID, "Reasons": reasons})
+}
+
+// formReason reads and checks the reason field.
+func (u *UI) formReason(w http.ResponseWriter, r *http.Request) (pki.RevocationReason, bool) {
+	reason, err := pki.ParseRevocationReason(r.PostFormValue("reason"))
+	if err != nil || !slices.Contains(reasons, reason) {
+		u.fail(w, r, http.StatusBadRequest, "Choose a revocation reason from the list.")
+		return 0, false
+	}
+	return reason, true
+}
+
+func (u *UI) revokeDevice(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	reason, ok := u.formReason(w, r)
+	if !ok {
+		return
+	}
+	if r.PostFormValue("confirm") != id {
+		u.fail(w, r, http.StatusBadRequest, "Type the device id exactly to confirm; nothing was revoked.")
+		return
+	}
+	recs, err := u.cfg.Revoker.RevokeDevice(r.Context(), id, reason, actor(r))
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	u.render(w, r, http.StatusOK, "revoked", map[string]any{"What": "device " + id, "Certs": recs, "Reason": reason, "DeviceID": id})
+}
+
+func (u *UI) revokeCertForm(w http.ResponseWriter, r *http.Request) {
+	rec, _, ok := u.certFromURL(w, r)
+	if !ok {
+		return
+	}
+	u.render(w, r, http.StatusOK, "revoke", map[string]any{"Kind": "certificate", "Rec": rec, "Certs": []pki.CertRecord{rec},
+		"Action": "/certificates/" + string(rec.Serial) + "/revoke", "Confirm": rec.DeviceID, "Reasons": reasons})
+}
+
+func (u *UI) revokeCert(w http.ResponseWriter, r *http.Request) {
+	rec, _, ok := u.certFromURL(w, r)
+	if !ok {
+		return
+	}
+	reason, ok := u.formReason(w, r)
+	if !ok {
+		return
+	}
+	if r.PostFormValue("confirm") != rec.DeviceID {
+		u.fail(w, r, http.StatusBadRequest, "Type the device id exactly to confirm; nothing was revoked.")
+		return
+	}
+	out, err := u.cfg.Revoker.Revoke(r.Context(), rec.Serial, reason, actor(r))
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	u.render(w, r, http.StatusOK, "revoked", map[string]any{"What": "certificate " + string(rec.Serial), "Certs": []pki.CertRecord{out},
+		"Reason": reason, "DeviceID": rec.DeviceID})
+}
+
+// bulkLimit bounds one bulk revocation: a lot is hundreds or thousands of
+// devices; anything larger is a job for the API and a script.
+const bulkLimit = 10000
+
+// bulkTarget is one device a bulk revocation will hit.
+type bulkTarget struct {
+	Device pki.Device
+	Certs  int
+}
+
+// bulkSet finds the active devices with key=value and their valid
+// certificates, and a hash of the set so that the revocation hits exactly
+// what was previewed.
+func (u *UI) bulkSet(r *http.Request, key, value string) ([]bulkTarget, int, string, error) {
+	var out []bulkTarget
+	total := 0
+	h := sha256.New()
+	for cursor := ""; ; {
+		page, err := u.cfg.Directory.Devices(r.Context(), pki.DeviceFilter{MetaKey: key, MetaValue: value, Status: pki.DeviceActive,
+			Limit: pki.MaxLimit, Cursor: cursor})
+		if err != nil {
+			return nil, 0, "", err
+		}
+		for _, d := range page.Items {
+			certs, err := u.cfg.Directory.Certificates(r.Context(), pki.CertFilter{DeviceID: d.ID, Status: pki.CertValid, Limit: pki.MaxLimit})
+			if err != nil {
+				return nil, 0, "", err
+			}
+			out = append(out, bulkTarget{Device: d, Certs: len(certs.Items)})
+			total += len(certs.Items)
+			for _, c := range certs.Items {
+				fmt.Fprintf(h, "%s %s\n", d.ID, c.Serial)
+			}
+			if len(out) > bulkLimit {
+				return nil, 0, "", pki.Errorf(pki.Invalid, "more than %d devices match; narrow the selection or use the API", bulkLimit)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	return out, total, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (u *UI) bulkForm(w http.ResponseWriter, r *http.Request) {
+	meta := r.URL.Query().Get("meta")
+	data := map[string]any{"Meta": meta, "Reasons": reasons}
+	if meta != "" {
+		k, v, ok := parseMeta(meta)
+		if !ok {
+			u.fail(w, r, http.StatusBadRequest, "Select devices by metadata as key=value, e.g. lot=2026-W41.")
+			return
+		}
+		targets, total, hash, err := u.bulkSet(r, k, v)
+		if err != nil {
+			u.domainError(w, r, err)
+			return
+		}
+		data["Targets"], data["Total"], data["Hash"], data["Count"] = targets, total, hash, len(targets)
+	}
+	u.render(w, r, http.StatusOK, "bulk", data)
+}
+
+func (u *UI) bulkRevoke(w http.ResponseWriter, r *http.Request) {
+	meta := r.PostFormValue("meta")
+	k, v, ok := parseMeta(meta)
+	if !ok {
+		u.fail(w, r, http.StatusBadRequest, "Select devices by metadata as key=value.")
+		return
+	}
+	reason, ok := u.formReason(w, r)
+	if !ok {
+		return
+	}
+	targets, _, hash, err := u.bulkSet(r, k, v)
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	if r.PostFormValue("hash") != hash {
+		u.fail(w, r, http.StatusConflict, "The devices matching "+meta+" changed since the preview; nothing was revoked. Preview again.")
+		return
+	}
+	if r.PostFormValue("confirm") != strconv.Itoa(len(targets)) {
+		u.fail(w, r, http.StatusBadRequest, "Type the number of devices exactly to confirm; nothing was revoked.")
+		return
+	}
+	var revoked []pki.CertRecord
+	for _, t := range targets {
+		recs, err := u.cfg.Revoker.RevokeDevice(r.Context(), t.Device.ID, reason, actor(r))
+		if err != nil {
+			u.domainError(w, r, fmt.Errorf("after %d certificates: %w", len(revoked), err))
+			return
+		}
+		revoked = append(revoked, recs...)
+	}
+	u.render(w, r, http.StatusOK, "revoked", map[string]any{"What": fmt.Sprintf("%d devices with %s", len(targets), meta),
+		"Certs": revoked, "Reason": reason})
+}
+
+func (u *UI) credentials(w http.ResponseWriter, r *http.Request) {
+	u.renderCredentials(w, r, http.StatusOK, nil)
+}
+
+func (u *UI) renderCredentials(w http.ResponseWriter, r *http.Request, status int, extra map[string]any) {
+	creds, err := u.cfg.Accounts.ListCredentials(r.Context())
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	data := map[string]any{"Credentials": creds, "Now": u.cfg.Clock.Now()}
+	for k, v := range extra {
+		data[k] = v
+	}
+	u.render(w, r, status, "credentials", data)
+}
+
+func (u *UI) createCredential(w http.ResponseWriter, r *http.Request) {
+	spec := ca.CredentialSpec{Name: strings.TrimSpace(r.PostFormValue("name")), DevicePattern: strings.TrimSpace(r.PostFormValue("pattern")),
+		NoReenroll: r.PostFormValue("noreenroll") == "on"}
+	if p := strings.TrimSpace(r.PostFormValue("profiles")); p != "" {
+		for _, s := range strings.Split(p, ",") {
+			spec.Profiles = append(spec.Profiles, strings.TrimSpace(s))
+		}
+	}
+	if d := strings.TrimSpace(r.PostFormValue("ttl_days")); d != "" {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 0 || n > 3650 {
+			u.renderCredentials(w, r, http.StatusBadRequest, map[string]any{"Error": "Expiry must be a number of days from 0 to 3650."})
+			return
+		}
+		spec.TTL = time.Duration(n) * 24 * time.Hour
+	}
+	if m := strings.TrimSpace(r.PostFormValue("max_uses")); m != "" {
+		n, err := strconv.ParseInt(m, 10, 64)
+		if err != nil || n < 0 {
+			u.renderCredentials(w, r, http.StatusBadRequest, map[string]any{"Error": "Max uses must be a whole number (0 is unlimited)."})
+			return
+		}
+		spec.MaxUses = n
+	}
+	secret, cred, err := u.cfg.Accounts.CreateCredential(r.Context(), spec, actor(r))
+	if err != nil {
+		if errors.Is(err, pki.Invalid) || errors.Is(err, pki.Conflict) {
+			u.renderCredentials(w, r, http.StatusBadRequest, map[string]any{"Error": pki.Message(err)})
+			return
+		}
+		u.serverError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	u.renderCredentials(w, r, http.StatusOK, map[string]any{"Secret": secret, "Created": cred})
+}
+
+func (u *UI) disableCredential(w http.ResponseWriter, r *http.Request) {
+	if err := u.cfg.Accounts.DisableCredential(r.Context(), chi.URLParam(r, "id"), actor(r)); err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/credentials", http.StatusSeeOther)
+}
+
+func (u *UI) users(w http.ResponseWriter, r *http.Request) {
+	u.renderUsers(w, r, http.StatusOK, nil)
+}
+
+func (u *UI) renderUsers(w http.ResponseWriter, r *http.Request, status int, extra map[string]any) {
+	us, err := u.cfg.Directory.Users(r.Context())
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	data := map[string]any{"Users": us, "Roles": []pki.Role{pki.RoleAuditor, pki.RoleOperator, pki.RoleAdmin}}
+	for k, v := range extra {
+		data[k] = v
+	}
+	u.render(w, r, status, "users", data)
+}
+
+func (u *UI) createUser(w http.ResponseWriter, r *http.Request) {
+	role, err := pki.ParseRole(r.PostFormValue("role"))
+	if err != nil {
+		u.renderUsers(w, r, http.StatusBadRequest, map[string]any{"Error": "Choose a role from the list."})
+		return
+	}
+	password := ca.RandomPassword()
+	created, err := u.cfg.Accounts.CreateUser(r.Context(), strings.TrimSpace(r.PostFormValue("name")), role, password, actor(r))
+	if err != nil {
+		if errors.Is(err, pki.Invalid) || errors.Is(err, pki.Conflict) {
+			u.renderUsers(w, r, http.StatusBadRequest, map[string]any{"Error": pki.Message(err)})
+			return
+		}
+		u.serverError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	u.renderUsers(w, r, http.StatusOK, map[string]any{"Created": created, "Password": password})
+}
+
+func (u *UI) audit(w http.ResponseWriter, r *http.Request) {
+	n, verr := u.cfg.Accounts.VerifyAudit(r.Context())
+	events, err := u.auditFor(r, func(pki.AuditEvent) bool { return true })
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	if len(events) > 200 {
+		events = events[:200]
+	}
+	data := map[string]any{"Events": events, "Verified": n}
+	if verr != nil {
+		data["ChainError"] = verr.Error()
+	}
+	u.render(w, r, http.StatusOK, "audit", data)
+}

@@ -1,0 +1,323 @@
+package web
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/store"
+	"github.com/fleetpki/fleetpki/store/sqlite"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// env is the UI over a real store and CA, with one user per role.
+type env struct {
+	h     http.Handler
+	clock *clock
+	ca    *ca.CA
+}
+
+const testPassword = "correct horse battery staple"
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h, err := ca.Init(ctx, ca.InitOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now()}
+	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:8080", Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := ca.NewAccounts(st, clk)
+	for _, r := range []pki.Role{pki.RoleAuditor, pki.RoleOperator, pki.RoleAdmin} {
+		if _, err := accounts.CreateUser(ctx, string(r), r, testPassword, pki.Actor{Name: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handler, err := New(Config{Accounts: accounts, Directory: ca.NewDirectory(st, clk), Revoker: c, Sessions: ca.NewSessions(st, clk), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{h: handler, clock: clk, ca: c}
+}
+
+// client is a browser-like session: cookies, and the CSRF token of the last page.
+type client struct {
+	t      *testing.T
+	e      *env
+	cookie map[string]string
+	csrf   string
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var tokenRE = regexp.MustCompile(`name="token" value="([^"]+)"`)
+
+func (c *client) do(method, path string, form url.Values, hdr ...string) (*http.Response, string) {
+	c.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req := httptest.NewRequest(method, "https://fleetpki.test"+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	for k, v := range c.cookie {
+		req.AddCookie(&http.Cookie{Name: k, Value: v})
+	}
+	rec := httptest.NewRecorder()
+	c.e.h.ServeHTTP(rec, req)
+	resp := rec.Result()
+	for _, ck := range resp.Cookies() {
+		if ck.MaxAge < 0 {
+			delete(c.cookie, ck.Name)
+		} else {
+			c.cookie[ck.Name] = ck.Value
+		}
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if m := csrfRE.FindStringSubmatch(string(b)); m != nil {
+		c.csrf = m[1]
+	}
+	return resp, string(b)
+}
+
+func (e *env) login(t *testing.T, user, password string) (*client, *http.Response) {
+	t.Helper()
+	c := &client{t: t, e: e, cookie: map[string]string{}}
+	_, page := c.do(http.MethodGet, "/login", nil)
+	m := tokenRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("login page has no token:\n%s", page)
+	}
+	resp, _ := c.do(http.MethodPost, "/login", url.Values{"username": {user}, "password": {password}, "token": {m[1]}, "next": {"/"}})
+	if resp.StatusCode == http.StatusSeeOther {
+		c.do(http.MethodGet, "/", nil) // picks up the session's CSRF token
+	}
+	return c, resp
+}
+
+// TestEveryRouteIsAuthorized walks chi's routes: each must be in the route
+// table, refuse a visitor without a session, and refuse a role below its own.
+func TestEveryRouteIsAuthorized(t *testing.T) {
+	e := newEnv(t)
+	known := map[string]pki.Role{}
+	for _, rt := range routes {
+		known[rt.method+" "+rt.pattern] = rt.role
+	}
+	public := map[string]bool{}
+	for _, rt := range publicRoutes {
+		public[rt.method+" "+rt.pattern] = true
+	}
+	public["GET /static/*"] = true
+	sessions := map[pki.Role]*client{}
+	for _, r := range []pki.Role{pki.RoleAuditor, pki.RoleOperator, pki.RoleAdmin} {
+		c, resp := e.login(t, string(r), testPassword)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("login as %s: %d", r, resp.StatusCode)
+		}
+		sessions[r] = c
+	}
+	anon := &client{t: t, e: e, cookie: map[string]string{}}
+	walked := 0
+	err := chi.Walk(e.h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		key := method + " " + route
+		if public[key] {
+			return nil
+		}
+		need, ok := known[key]
+		if !ok {
+			t.Errorf("route %s is not in the route table: it has no declared role", key)
+			return nil
+		}
+		walked++
+		path := strings.NewReplacer("{id}", "dev-1", "{serial}", "abc").Replace(route)
+		var form url.Values
+		if method == http.MethodPost {
+			form = url.Values{}
+		}
+		resp, _ := anon.do(method, path, form)
+		switch {
+		case method == http.MethodGet && (resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login")):
+			t.Errorf("%s without a session: %d %s, want a redirect to /login", key, resp.StatusCode, resp.Header.Get("Location"))
+		case method == http.MethodPost && resp.StatusCode != http.StatusUnauthorized:
+			t.Errorf("%s without a session: %d, want 401", key, resp.StatusCode)
+		}
+		for _, r := range []pki.Role{pki.RoleAuditor, pki.RoleOperator} {
+			if r.Allows(need) {
+				continue
+			}
+			c := sessions[r]
+			if form != nil {
+				form = url.Values{"csrf": {c.csrf}}
+			}
+			if resp, _ := c.do(method, path, form); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s as %s (needs %s): %d, want 403", key, r, need, resp.StatusCode)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if walked != len(routes) {
+		t.Errorf("walked %d routes, the table has %d", walked, len(routes))
+	}
+}
+
+func TestCSRFAndCrossOrigin(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.login(t, "operator", testPassword)
+	if c.csrf == "" {
+		t.Fatal("no CSRF token on the dashboard")
+	}
+	// A state change without the token, or with a wrong one, is refused.
+	for _, tok := range []string{"", "forged"} {
+		resp, body := c.do(http.MethodPost, "/logout", url.Values{"csrf": {tok}})
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "not sent from fleetpki") {
+			t.Errorf("POST with CSRF %q: %d", tok, resp.StatusCode)
+		}
+	}
+	// A cross-origin POST is refused before the token is even looked at.
+	resp, _ := c.do(http.MethodPost, "/logout", url.Values{"csrf": {c.csrf}}, "Sec-Fetch-Site", "cross-site")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST: %d, want 403", resp.StatusCode)
+	}
+	resp, _ = c.do(http.MethodPost, "/logout", url.Values{"csrf": {c.csrf}}, "Origin", "https://evil.example")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("POST from another Origin: %d, want 403", resp.StatusCode)
+	}
+	// The session survived all of that; a proper logout ends it for good.
+	if resp, _ := c.do(http.MethodGet, "/", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("session lost: %d", resp.StatusCode)
+	}
+	old := c.cookie[sessionCookie]
+	if resp, _ := c.do(http.MethodPost, "/logout", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	c.cookie[sessionCookie] = old // a stolen copy of the cookie
+	if resp, _ := c.do(http.MethodGet, "/", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the logged-out session still works: %d", resp.StatusCode)
+	}
+	// The login form itself needs its cookie token (no login CSRF).
+	fresh := &client{t: t, e: e, cookie: map[string]string{}}
+	if resp, _ := fresh.do(http.MethodPost, "/login", url.Values{"username": {"admin"}, "password": {testPassword}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("login without the form token: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestLoginThrottle(t *testing.T) {
+	e := newEnv(t)
+	for i := range maxUserFailures {
+		if _, resp := e.login(t, "admin", "wrong"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i, resp.StatusCode)
+		}
+	}
+	_, resp := e.login(t, "admin", testPassword)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("right password after %d failures: %d, want 429 with Retry-After", maxUserFailures, resp.StatusCode)
+	}
+	// Other users are not locked out by it.
+	if _, resp := e.login(t, "operator", testPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("another user: %d", resp.StatusCode)
+	}
+	e.clock.add(throttleLockout + time.Second)
+	if _, resp := e.login(t, "admin", testPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the lockout: %d", resp.StatusCode)
+	}
+}
+
+func TestSessionIdleTimeout(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.login(t, "auditor", testPassword)
+	e.clock.add(ca.SessionIdle - time.Minute)
+	if resp, _ := c.do(http.MethodGet, "/devices", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("active session: %d", resp.StatusCode)
+	}
+	e.clock.add(ca.SessionIdle + time.Minute)
+	if resp, _ := c.do(http.MethodGet, "/devices", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("idle session: %d, want a redirect to sign in", resp.StatusCode)
+	}
+}
+
+func TestSecurityHeadersAndCookies(t *testing.T) {
+	e := newEnv(t)
+	c := &client{t: t, e: e, cookie: map[string]string{}}
+	for _, p := range []string{"/login", "/", "/nope", "/static/style.css"} {
+		resp, _ := c.do(http.MethodGet, p, nil)
+		h := resp.Header
+		if !strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") || strings.Contains(h.Get("Content-Security-Policy"), "unsafe-inline") ||
+			h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") == "" || h.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s: security headers %v", p, h)
+		}
+	}
+	req := httptest.NewRequest(http.MethodGet, "https://fleetpki.test/login", nil)
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	for _, ck := range rec.Result().Cookies() {
+		if !ck.HttpOnly || !ck.Secure || ck.SameSite != http.SameSiteStrictMode || !strings.HasPrefix(ck.Name, "__Host-") {
+			t.Errorf("cookie %+v", ck)
+		}
+	}
+}
+
+// Bad input gets a clear 4xx page and changes nothing.
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.login(t, "admin", testPassword)
+	cases := []struct {
+		method, path string
+		form         url.Values
+		want         int
+	}{
+		{http.MethodGet, "/devices?meta=nonsense", nil, http.StatusBadRequest},
+		{http.MethodGet, "/devices?status=weird", nil, http.StatusBadRequest},
+		{http.MethodGet, "/certificates/zz-not-hex", nil, http.StatusBadRequest},
+		{http.MethodGet, "/certificates/abcdef", nil, http.StatusNotFound},
+		{http.MethodGet, "/devices/none-such", nil, http.StatusNotFound},
+		{http.MethodPost, "/devices/none-such/revoke", url.Values{"reason": {"keyCompromise"}, "confirm": {"none-such"}}, http.StatusNotFound},
+		{http.MethodPost, "/devices/x/revoke", url.Values{"reason": {"bogus"}, "confirm": {"x"}}, http.StatusBadRequest},
+		{http.MethodPost, "/bulk-revoke", url.Values{"meta": {"lot"}, "reason": {"keyCompromise"}}, http.StatusBadRequest},
+		{http.MethodPost, "/credentials", url.Values{"name": {"bad name!"}}, http.StatusBadRequest},
+		{http.MethodPost, "/users", url.Values{"name": {"x"}, "role": {"root"}}, http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		if tc.form != nil {
+			tc.form.Set("csrf", c.csrf)
+		}
+		resp, body := c.do(tc.method, tc.path, tc.form)
+		if resp.StatusCode != tc.want || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "<h1>") {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
+		}
+	}
+}
