@@ -6,7 +6,7 @@ BIN     ?= bin/fleetpki
 BENCH   ?= .
 COUNT   ?= 1
 
-.PHONY: all test lint build bench run clean
+.PHONY: all test lint build bench bench-broker screenshots run clean
 
 all: build
 
@@ -25,6 +25,14 @@ build:
 ## bench: every benchmark, Postgres ones included (narrow with BENCH=regexp, repeat with COUNT=n)
 bench:
 	scripts/test.sh bench '$(BENCH)' $(COUNT)
+
+## bench-broker: MQTT connect rate and publish throughput vs Mosquitto, and 10k sessions' memory
+bench-broker:
+	go test ./broker -run '^$$' -bench 'Connect|Publish|Sessions' -benchtime 3s -count $(COUNT)
+
+## screenshots: the admin UI's main pages at 1280x800 and 390x844, into screenshots/ (needs chromium)
+screenshots:
+	FLEETPKI_SCREENSHOTS=$(CURDIR)/screenshots go test ./cmd/fleetpki -run '^TestScreenshots$$' -count=1 -v
 
 ## run: serve with the defaults (data in ./fleetpki-data)
 run:

@@ -122,8 +122,8 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 		} else {
 			now := u.cfg.Clock.Now()
 			data["Health"] = h
-			data["CRLAge"] = now.Sub(h.CRLThisUpdate).Round(time.Second)
-			data["SignerLeft"] = h.OCSPSignerEnd.Sub(now).Round(time.Minute)
+			data["CRLAge"] = human(now.Sub(h.CRLThisUpdate))
+			data["SignerLeft"] = human(h.OCSPSignerEnd.Sub(now))
 		}
 	}
 	u.render(w, r, http.StatusOK, "dashboard", data)
@@ -572,4 +572,19 @@ func (u *UI) audit(w http.ResponseWriter, r *http.Request) {
 		data["ChainError"] = verr.Error()
 	}
 	u.render(w, r, http.StatusOK, "audit", data)
+}
+
+// human formats a duration the way an operator reads it at a glance.
+func human(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "expired " + human(-d) + " ago"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dmin", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
