@@ -208,3 +208,36 @@ func TestStoredSource(t *testing.T) {
 		t.Fatalf("expired stored response: %v, want tryLater", err)
 	}
 }
+
+// Nonce answers cost a signature each; past the budget, a nonce request gets
+// the cached answer without its nonce instead of more signing.
+func TestNonceBudget(t *testing.T) {
+	p := newTestPKI(t)
+	st := &fakeStatus{certs: map[pki.Serial]pki.CertRecord{}}
+	leaf := p.leaf(t, 77)
+	st.set(pki.NewSerial(leaf.SerialNumber), pki.CertRecord{Serial: pki.NewSerial(leaf.SerialNumber), Status: pki.CertValid})
+	cache, err := NewCacheSource(CacheConfig{Signer: &Signer{Issuer: p.issuer, Responder: p.responder, Key: p.respKey}, Status: st,
+		NonceRate: 0.001, NonceBurst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := ocsp.CreateRequest(leaf, p.issuer, nil)
+	req, err := ParseRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Nonce = []byte{0x04, 0x02, 0xab, 0xcd}
+	var fresh int
+	for range 5 {
+		r, err := cache.Response(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Fresh {
+			fresh++
+		}
+	}
+	if fresh != 2 {
+		t.Fatalf("%d of 5 nonce requests were signed afresh, want the burst of 2", fresh)
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -107,6 +109,13 @@ type CacheConfig struct {
 	// re-signed once half of it has passed.
 	Validity time.Duration
 	Clock    pki.Clock
+	// NonceRate and NonceBurst bound the responses signed for one request
+	// (those echoing a nonce) per second: each costs a signature, so a flood
+	// of nonce requests could otherwise take the CPU from everyone. Past the
+	// limit a nonce request gets the cached response, without the nonce
+	// (clients accept that; OpenSSL warns). Default 2,000/s, burst 4,000.
+	NonceRate  float64
+	NonceBurst int
 	// Responses, when set, holds pre-signed responses (see Presigner): a
 	// miss in memory takes the stored one if it is fresh and states the
 	// certificate's current status, and a response signed on a miss is stored.
@@ -119,6 +128,7 @@ type CacheConfig struct {
 type CacheSource struct {
 	cfg    CacheConfig
 	signer atomic.Pointer[Signer]
+	nonces *rate.Limiter
 
 	mu      sync.RWMutex
 	entries map[cacheKey]*Response
@@ -147,7 +157,13 @@ func NewCacheSource(cfg CacheConfig) (*CacheSource, error) {
 	if err := cfg.Signer.Validate(cfg.Clock.Now()); err != nil {
 		return nil, err
 	}
-	c := &CacheSource{cfg: cfg, entries: map[cacheKey]*Response{}}
+	if cfg.NonceRate <= 0 {
+		cfg.NonceRate = 2000
+	}
+	if cfg.NonceBurst <= 0 {
+		cfg.NonceBurst = 2 * int(cfg.NonceRate)
+	}
+	c := &CacheSource{cfg: cfg, entries: map[cacheKey]*Response{}, nonces: rate.NewLimiter(rate.Limit(cfg.NonceRate), cfg.NonceBurst)}
 	c.signer.Store(cfg.Signer)
 	return c, nil
 }
@@ -172,6 +188,9 @@ func (c *CacheSource) Response(ctx context.Context, req *Request) (*Response, er
 	r, err := c.response(ctx, req)
 	if err != nil || req.Nonce == nil {
 		return r, err
+	}
+	if !c.nonces.Allow() {
+		return r, nil // over the signing budget: the cached answer, no nonce
 	}
 	der, err := withNonce(r.DER, req.Nonce, c.signer.Load().Key, c.cfg.Clock.Now())
 	if err != nil {
