@@ -198,7 +198,7 @@ func TestEnrollAndAdminFlow(t *testing.T) {
 	mtls := &http.Client{Transport: tr}
 	_, csr2 := newKeyCSR(t)
 	status, body, _ = e.do(mtls, "POST", "/api/v1/renew", "", jsonBody(t, map[string]string{"csr": csr2}))
-	if status != http.StatusCreated || !strings.Contains(string(body), `"device_id": "sensor-1"`) {
+	if status != http.StatusCreated || !strings.Contains(string(body), `"device_id":"sensor-1"`) {
 		t.Fatalf("renew: %d %s", status, body)
 	}
 	status, body, hdr := e.do(nil, "POST", "/api/v1/renew", "", jsonBody(t, map[string]string{"csr": csr2}))

@@ -86,7 +86,7 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
 	if iss.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	writeJSON(w, http.StatusCreated, a.certificateResponse(iss))
+	writeCompactJSON(w, http.StatusCreated, a.certificateResponse(iss))
 }
 
 // renewRequest is the body of POST /api/v1/renew.
@@ -112,5 +112,5 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, a.certificateResponse(iss))
+	writeCompactJSON(w, http.StatusCreated, a.certificateResponse(iss))
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetpki/fleetpki/pki"
@@ -40,6 +41,9 @@ type AccountStore interface {
 type Accounts struct {
 	store AccountStore
 	clock pki.Clock
+
+	mu    sync.Mutex
+	creds map[string]cachedCredential // by secret hash; see credentialTTL
 }
 
 // NewAccounts returns an Accounts over st.
@@ -206,7 +210,15 @@ func (a *Accounts) AuthenticateCredential(ctx context.Context, secret string) (p
 	if !strings.HasPrefix(secret, credentialPrefix) {
 		return pki.Credential{}, pki.Errorf(pki.Unauthenticated, "invalid enrollment credential")
 	}
-	c, err := a.store.GetCredentialByHash(ctx, secretHash(secret))
+	hash := secretHash(secret)
+	c, ok := a.cachedCredential(hash)
+	var err error
+	if !ok {
+		c, err = a.store.GetCredentialByHash(ctx, hash)
+		if err == nil {
+			a.cacheCredential(hash, c)
+		}
+	}
 	if errors.Is(err, pki.NotFound) {
 		return pki.Credential{}, pki.Errorf(pki.Unauthenticated, "invalid enrollment credential")
 	}
@@ -222,6 +234,52 @@ func (a *Accounts) AuthenticateCredential(ctx context.Context, secret string) (p
 		return pki.Credential{}, pki.Errorf(pki.Forbidden, "the enrollment credential %q is used up", c.Name)
 	}
 	return c, nil
+}
+
+// credentialTTL is how long an unlimited credential is trusted from memory:
+// a factory line enrolls hundreds a second with one credential, and each
+// database read costs. Disabling it here takes effect at once; on another
+// replica, within this time.
+const credentialTTL = time.Second
+
+type cachedCredential struct {
+	c     pki.Credential
+	until time.Time
+}
+
+func (a *Accounts) cachedCredential(hash []byte) (pki.Credential, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.creds[string(hash)]
+	if !ok || !a.clock.Now().Before(e.until) {
+		return pki.Credential{}, false
+	}
+	return e.c, true
+}
+
+// cacheCredential keeps unlimited, enabled credentials only: a limited one's
+// use count must be read fresh each time.
+func (a *Accounts) cacheCredential(hash []byte, c pki.Credential) {
+	if c.MaxUses > 0 || c.Disabled {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.creds == nil || len(a.creds) > 10000 {
+		a.creds = map[string]cachedCredential{}
+	}
+	a.creds[string(hash)] = cachedCredential{c: c, until: a.clock.Now().Add(credentialTTL)}
+}
+
+// forgetCredential drops a credential from the cache (it was disabled).
+func (a *Accounts) forgetCredential(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, e := range a.creds {
+		if e.c.ID == id {
+			delete(a.creds, h)
+		}
+	}
 }
 
 // useCredential spends one use; the store's conditional update makes the
@@ -248,6 +306,7 @@ func (a *Accounts) DisableCredential(ctx context.Context, id string, actor pki.A
 	if err := a.store.DisableCredential(ctx, id, ev); err != nil {
 		return fmt.Errorf("disable credential %s: %w", id, err)
 	}
+	a.forgetCredential(id)
 	return nil
 }
 

@@ -234,3 +234,45 @@ func BenchmarkSignRaw(b *testing.B) {
 		}
 	})
 }
+
+type stepClock struct{ t time.Time }
+
+func (c *stepClock) Now() time.Time { return c.t }
+
+// An unlimited credential is trusted from memory for a second; disabling it
+// through the same Accounts takes effect at once, through another (another
+// replica) within the second.
+func TestCredentialCache(t *testing.T) {
+	for _, be := range backends() {
+		t.Run(be.name, func(t *testing.T) {
+			st := be.open(t)
+			clock := &stepClock{time.Now()}
+			a := ca.NewAccounts(st, clock)
+			ctx := t.Context()
+			secret, cred, err := a.CreateCredential(ctx, ca.CredentialSpec{Name: "line"}, pki.Actor{Name: "t"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.AuthenticateCredential(ctx, secret); err != nil {
+				t.Fatal(err)
+			}
+			if err := ca.NewAccounts(st, clock).DisableCredential(ctx, cred.ID, pki.Actor{Name: "t"}); err != nil {
+				t.Fatal(err)
+			}
+			clock.t = clock.t.Add(time.Second)
+			if _, err := a.AuthenticateCredential(ctx, secret); !errors.Is(err, pki.Forbidden) {
+				t.Fatalf("disabled elsewhere, a second later: %v, want Forbidden", err)
+			}
+			secret2, cred2, _ := a.CreateCredential(ctx, ca.CredentialSpec{Name: "line2"}, pki.Actor{Name: "t"})
+			if _, err := a.AuthenticateCredential(ctx, secret2); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.DisableCredential(ctx, cred2.ID, pki.Actor{Name: "t"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.AuthenticateCredential(ctx, secret2); !errors.Is(err, pki.Forbidden) {
+				t.Fatalf("disabled here: %v, want Forbidden at once", err)
+			}
+		})
+	}
+}

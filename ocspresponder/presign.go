@@ -92,8 +92,8 @@ func (p *Presigner) Issued(rec pki.CertRecord) {
 	}
 }
 
-// sign signs rec's responses for every pre-signed hash, at the status rec states.
-func (p *Presigner) sign(rec pki.CertRecord, now time.Time) ([]pki.OCSPResponse, error) {
+// sign signs rec's responses for the hashes, at the status rec states.
+func (p *Presigner) sign(rec pki.CertRecord, now time.Time, hashes []crypto.Hash) ([]pki.OCSPResponse, error) {
 	st := Status{Serial: rec.Serial.BigInt()}
 	switch {
 	case rec.Status == pki.CertRevoked && rec.RevokedAt != nil:
@@ -103,8 +103,8 @@ func (p *Presigner) sign(rec pki.CertRecord, now time.Time) ([]pki.OCSPResponse,
 	}
 	this := now.Add(-time.Minute).Truncate(time.Second)
 	signer := p.cfg.Signer()
-	out := make([]pki.OCSPResponse, 0, len(presignHashes))
-	for _, h := range presignHashes {
+	out := make([]pki.OCSPResponse, 0, len(hashes))
+	for _, h := range hashes {
 		der, err := signer.Sign(st, h, this, this.Add(p.cfg.Validity))
 		if err != nil {
 			return nil, fmt.Errorf("presign %s: %w", rec.Serial, err)
@@ -123,7 +123,7 @@ func (p *Presigner) Resign(ctx context.Context, serial pki.Serial) error {
 	if err != nil {
 		return fmt.Errorf("presign %s: %w", serial, err)
 	}
-	rs, err := p.sign(rec, p.cfg.Clock.Now())
+	rs, err := p.sign(rec, p.cfg.Clock.Now(), presignHashes)
 	if err != nil {
 		return err
 	}
@@ -134,42 +134,54 @@ func (p *Presigner) Resign(ctx context.Context, serial pki.Serial) error {
 const presignBatch = 500
 
 // SweepOnce signs every response that is missing, past half its validity,
-// or out of date with its certificate's status; it returns how many
-// certificates it signed for.
+// or out of date with its certificate's status, for each pre-signed hash;
+// it returns how many responses it signed.
 func (p *Presigner) SweepOnce(ctx context.Context) (int, error) {
 	now := p.cfg.Clock.Now()
 	signedBefore := now.Add(-p.cfg.Validity / 2)
 	total := 0
-	for cursor := int64(0); ; {
-		recs, next, err := p.cfg.Store.OCSPStale(ctx, p.cfg.IssuerKeyID, "sha1", signedBefore, now, cursor, presignBatch)
-		if err != nil {
-			return total, fmt.Errorf("presign sweep: %w", err)
-		}
-		if len(recs) == 0 {
-			return total, nil
-		}
-		var batch []pki.OCSPResponse
-		for _, rec := range recs {
-			rs, err := p.sign(rec, now)
+	for _, h := range presignHashes {
+		name, _ := hashName(h)
+		for cursor := int64(0); ; {
+			recs, next, err := p.cfg.Store.OCSPStale(ctx, p.cfg.IssuerKeyID, name, signedBefore, now, cursor, presignBatch)
 			if err != nil {
-				return total, err
+				return total, fmt.Errorf("presign sweep: %w", err)
 			}
-			batch = append(batch, rs...)
+			if len(recs) == 0 {
+				break
+			}
+			var batch []pki.OCSPResponse
+			for _, rec := range recs {
+				rs, err := p.sign(rec, now, []crypto.Hash{h})
+				if err != nil {
+					return total, err
+				}
+				batch = append(batch, rs...)
+			}
+			if err := p.cfg.Store.SaveOCSPResponses(ctx, batch); err != nil {
+				return total, fmt.Errorf("presign sweep: %w", err)
+			}
+			total += len(batch)
+			cursor = next
 		}
-		if err := p.cfg.Store.SaveOCSPResponses(ctx, batch); err != nil {
-			return total, fmt.Errorf("presign sweep: %w", err)
-		}
-		total += len(recs)
-		cursor = next
 	}
+	return total, nil
 }
 
-// Run sweeps at start and every Sweep, signs issued certificates as they
-// come (gathered for a few milliseconds into one transaction), and re-signs
-// revoked ones at once, until ctx ends.
+// issuedHashes are signed at issuance, on the enrollment's heels; the other
+// hashes follow in a sweep soon after (sweepSoon), off the hot path.
+var issuedHashes = []crypto.Hash{crypto.SHA1}
+
+// sweepSoon is how long after issuance the remaining hashes are signed.
+const sweepSoon = 30 * time.Second
+
+// Run sweeps at start, every Sweep and soon after issuance, signs issued
+// certificates' SHA-1 responses as they come (in one transaction per
+// batch), and re-signs revoked ones at once, until ctx ends.
 func (p *Presigner) Run(ctx context.Context, revocations <-chan pki.RevocationEvent) error {
 	sweep := time.NewTimer(0)
 	defer sweep.Stop()
+	pending := false // a sweep is due within sweepSoon
 	for {
 		select {
 		case <-ctx.Done():
@@ -182,9 +194,10 @@ func (p *Presigner) Run(ctx context.Context, revocations <-chan pki.RevocationEv
 				continue
 			}
 			if n > 0 {
-				p.cfg.Logger.InfoContext(ctx, "OCSP responses pre-signed", "certificates", n)
+				p.cfg.Logger.InfoContext(ctx, "OCSP responses pre-signed", "responses", n)
 			}
 			sweep.Reset(p.cfg.Sweep)
+			pending = false
 		case ev, ok := <-revocations:
 			if !ok {
 				revocations = nil
@@ -196,6 +209,10 @@ func (p *Presigner) Run(ctx context.Context, revocations <-chan pki.RevocationEv
 			}
 		case rec := <-p.issued:
 			p.signIssued(ctx, rec)
+			if !pending {
+				sweep.Reset(sweepSoon)
+				pending = true
+			}
 		}
 	}
 }
@@ -205,7 +222,7 @@ func (p *Presigner) signIssued(ctx context.Context, first pki.CertRecord) {
 	now := p.cfg.Clock.Now()
 	var batch []pki.OCSPResponse
 	add := func(rec pki.CertRecord) {
-		rs, err := p.sign(rec, now)
+		rs, err := p.sign(rec, now, issuedHashes)
 		if err != nil {
 			p.cfg.Logger.ErrorContext(ctx, "pre-signing a new certificate's OCSP response failed", "serial", rec.Serial, "err", err)
 			return

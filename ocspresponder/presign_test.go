@@ -95,8 +95,8 @@ func TestPresigner(t *testing.T) {
 	ctx := t.Context()
 	a, b := e.issue(t, "dev-a"), e.issue(t, "dev-b")
 	// The sweep signs every certificate without a response, for both hashes.
-	if n, err := e.p.SweepOnce(ctx); err != nil || n != 2 {
-		t.Fatalf("first sweep: %d, %v", n, err)
+	if n, err := e.p.SweepOnce(ctx); err != nil || n != 4 {
+		t.Fatalf("first sweep: %d responses, %v; want 2 certificates × 2 hashes", n, err)
 	}
 	for _, h := range []string{"sha1", "sha256"} {
 		if st, _ := e.storedStatus(t, a, h); st != ocsp.Good {
@@ -119,7 +119,7 @@ func TestPresigner(t *testing.T) {
 	// Past half their validity, responses are re-signed by the sweep.
 	_, before := e.storedStatus(t, a, "sha1")
 	e.clock.t = e.clock.t.Add(13 * time.Hour)
-	if n, err := e.p.SweepOnce(ctx); err != nil || n != 2 {
+	if n, err := e.p.SweepOnce(ctx); err != nil || n != 4 {
 		t.Fatalf("sweep after half-life: %d, %v", n, err)
 	}
 	if _, after := e.storedStatus(t, a, "sha1"); !after.After(before) {
@@ -140,7 +140,7 @@ func TestPresignerSignsAtIssuance(t *testing.T) {
 	iss := e.issue(t, "dev-new")
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		if _, err := e.st.GetOCSPResponse(ctx, iss.Record.Serial, "sha256"); err == nil {
+		if _, err := e.st.GetOCSPResponse(ctx, iss.Record.Serial, "sha1"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -148,11 +148,17 @@ func TestPresignerSignsAtIssuance(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// SHA-256 follows in a sweep, off the enrollment's path.
+	if n, err := e.p.SweepOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep after issuance: %d, %v; want the SHA-256 response", n, err)
+	}
 	if _, err := e.ca.Revoke(ctx, iss.Record.Serial, pki.ReasonSuperseded, pki.Actor{Name: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	for {
-		if st, _ := e.storedStatus(t, iss, "sha1"); st == ocsp.Revoked {
+		st1, _ := e.storedStatus(t, iss, "sha1")
+		st256, _ := e.storedStatus(t, iss, "sha256")
+		if st1 == ocsp.Revoked && st256 == ocsp.Revoked {
 			break
 		}
 		if time.Now().After(deadline) {
