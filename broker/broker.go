@@ -169,7 +169,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	b.log.InfoContext(ctx, "MQTT broker listening", "addr", b.ln.Addr().String())
+	b.log.DebugContext(ctx, "MQTT broker serving", "addr", b.ln.Addr().String())
 	var wg sync.WaitGroup
 	if b.cfg.Revocations != nil {
 		wg.Go(func() { b.followRevocations(ctx) })

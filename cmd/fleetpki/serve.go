@@ -131,7 +131,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	log.InfoContext(ctx, "listening", "listener", "http", "addr", ln.Addr().String(),
 		"url", base, "ca_chain", base+"/ca.pem", "health", base+"/healthz", "metrics", base+"/metrics")
 	log.InfoContext(ctx, "listening", "listener", "https", "addr", tln.Addr().String(),
-		"url", "https://"+tln.Addr().String(), "api", "https://"+tln.Addr().String()+"/api/v1")
+		"url", "https://"+tln.Addr().String(), "api", "https://"+tln.Addr().String()+"/api/v1", "admin_ui", "https://"+tln.Addr().String()+"/")
 	if mqttBroker != nil {
 		log.InfoContext(ctx, "listening", "listener", "mqtt", "addr", mqttBroker.Addr().String(), "url", "mqtts://"+mqttBroker.Addr().String())
 	} else {
