@@ -17,6 +17,7 @@ type DirectoryStore interface {
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
 	ListUsers(ctx context.Context) ([]pki.User, error)
 	Stats(ctx context.Context, now time.Time, days int) (pki.Stats, error)
+	ListAuditRecent(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error)
 }
 
 // Directory answers the read side of administration: devices, certificates
@@ -98,4 +99,14 @@ func (d *Directory) Stats(ctx context.Context, days int) (pki.Stats, error) {
 		return pki.Stats{}, fmt.Errorf("stats: %w", err)
 	}
 	return st, nil
+}
+
+// RecentAudit lists the newest audit events first; with targets, only those
+// about them (a device id, its certificates' serials).
+func (d *Directory) RecentAudit(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error) {
+	evs, err := d.store.ListAuditRecent(ctx, targets, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return evs, nil
 }

@@ -96,6 +96,9 @@ type Store interface {
 	// ListAudit lists audit events in ascending Seq order, starting after
 	// Seq afterSeq, at most limit of them.
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
+	// ListAuditRecent lists the newest events first, at most limit; with
+	// targets (at most 1,000), only events about them.
+	ListAuditRecent(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error)
 
 	// NextCRLNumber returns the next CRL number of the issuer: 1 the first
 	// time, then strictly greater on every call, even across processes.

@@ -185,11 +185,11 @@ func (u *UI) device(w http.ResponseWriter, r *http.Request) {
 		u.serverError(w, r, err)
 		return
 	}
-	serials := map[string]bool{}
+	targets := []string{id}
 	for _, c := range certs.Items {
-		serials[string(c.Serial)] = true
+		targets = append(targets, string(c.Serial))
 	}
-	history, err := u.auditFor(r, func(e pki.AuditEvent) bool { return e.Target == id || serials[e.Target] })
+	history, err := u.cfg.Directory.RecentAudit(r.Context(), targets, auditPageSize)
 	if err != nil {
 		u.serverError(w, r, err)
 		return
@@ -203,34 +203,8 @@ func (u *UI) device(w http.ResponseWriter, r *http.Request) {
 		"History": history, "Now": u.cfg.Clock.Now()})
 }
 
-// auditWindow bounds how much of the audit log a device's history scans:
-// the newest events, where a leak investigation looks.
-const auditWindow = 5000
-
-// auditFor returns the newest audit events that match keep, newest first.
-func (u *UI) auditFor(r *http.Request, keep func(pki.AuditEvent) bool) ([]pki.AuditEvent, error) {
-	var all []pki.AuditEvent
-	for after := int64(0); ; {
-		evs, err := u.cfg.Directory.Audit(r.Context(), after, pki.MaxLimit)
-		if err != nil {
-			return nil, err
-		}
-		if len(evs) == 0 {
-			break
-		}
-		for _, e := range evs {
-			if keep(e) {
-				all = append(all, e)
-			}
-		}
-		after = evs[len(evs)-1].Seq
-		if len(all) > auditWindow {
-			all = all[len(all)-auditWindow:]
-		}
-	}
-	slices.Reverse(all)
-	return all, nil
-}
+// auditPageSize is how many of the newest audit events a page shows.
+const auditPageSize = 200
 
 func (u *UI) certFromURL(w http.ResponseWriter, r *http.Request) (pki.CertRecord, *x509.Certificate, bool) {
 	serial, err := pki.ParseSerial(chi.URLParam(r, "serial"))
@@ -559,13 +533,10 @@ func (u *UI) createUser(w http.ResponseWriter, r *http.Request) {
 
 func (u *UI) audit(w http.ResponseWriter, r *http.Request) {
 	n, verr := u.cfg.Accounts.VerifyAudit(r.Context())
-	events, err := u.auditFor(r, func(pki.AuditEvent) bool { return true })
+	events, err := u.cfg.Directory.RecentAudit(r.Context(), nil, auditPageSize)
 	if err != nil {
 		u.serverError(w, r, err)
 		return
-	}
-	if len(events) > 200 {
-		events = events[:200]
 	}
 	data := map[string]any{"Events": events, "Verified": n}
 	if verr != nil {

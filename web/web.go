@@ -41,7 +41,7 @@ type Directory interface {
 	Certificates(ctx context.Context, f pki.CertFilter) (pki.Page[pki.CertRecord], error)
 	Device(ctx context.Context, id string) (pki.Device, error)
 	Devices(ctx context.Context, f pki.DeviceFilter) (pki.Page[pki.Device], error)
-	Audit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
+	RecentAudit(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error)
 	Users(ctx context.Context) ([]pki.User, error)
 	Stats(ctx context.Context, days int) (pki.Stats, error)
 }

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"pre-signed OCSP responses", testOCSPResponses},
 		{"web sessions", testWebSessions},
 		{"dashboard stats", testStats},
+		{"recent audit events by target", testAuditRecent},
 		{"not found", testNotFound},
 	}
 	for _, tc := range tests {

@@ -59,3 +59,22 @@ func testStats(t *testing.T, s store.Store) {
 		t.Fatalf("per day = %+v", st.PerDay)
 	}
 }
+
+func testAuditRecent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	f := fixture{t, s}
+	a := f.issue("dev-a", base, nil)
+	b := f.issue("dev-b", base.Add(time.Minute), nil)
+	f.issue("dev-c", base.Add(2*time.Minute), nil)
+	all, err := s.ListAuditRecent(ctx, nil, 2)
+	if err != nil || len(all) != 2 || all[0].Seq <= all[1].Seq {
+		t.Fatalf("newest 2: %+v, %v", all, err)
+	}
+	some, err := s.ListAuditRecent(ctx, []string{string(a.Serial), string(b.Serial)}, 10)
+	if err != nil || len(some) != 2 || some[0].Target != string(b.Serial) || some[1].Target != string(a.Serial) {
+		t.Fatalf("by target: %+v, %v", some, err)
+	}
+	if _, err := s.ListAuditRecent(ctx, nil, 0); !errors.Is(err, pki.Invalid) {
+		t.Fatalf("limit 0: %v, want Invalid", err)
+	}
+}

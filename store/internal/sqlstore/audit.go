@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/fleetpki/fleetpki/pki"
 )
@@ -86,11 +88,16 @@ func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki
 	if limit <= 0 || limit > 10000 {
 		return nil, pki.Errorf(pki.Invalid, "limit must be between 1 and 10000")
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, time, actor_name, credential_id, remote_addr, request_id,
-		action, target, details, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, afterSeq, limit)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, afterSeq, limit)
 	if err != nil {
 		return nil, s.wrap(err, "list audit")
 	}
+	return s.scanAudit(rows)
+}
+
+const auditColumns = `seq, time, actor_name, credential_id, remote_addr, request_id, action, target, details, prev_hash, hash`
+
+func (s *Store) scanAudit(rows *sql.Rows) ([]pki.AuditEvent, error) {
 	defer rows.Close()
 	var out []pki.AuditEvent
 	for rows.Next() {
@@ -105,6 +112,36 @@ func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki
 		out = append(out, e)
 	}
 	return out, s.wrap(rows.Err(), "list audit")
+}
+
+// maxAuditTargets bounds one ListAuditRecent's target list.
+const maxAuditTargets = 1000
+
+// ListAuditRecent lists the newest events, newest first, at most limit of
+// them; with targets, only events about those targets (the index on
+// target serves it).
+func (s *Store) ListAuditRecent(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error) {
+	if limit <= 0 || limit > 10000 {
+		return nil, pki.Errorf(pki.Invalid, "limit must be between 1 and 10000")
+	}
+	if len(targets) > maxAuditTargets {
+		return nil, pki.Errorf(pki.Invalid, "at most %d targets", maxAuditTargets)
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_events`
+	args := []any{limit}
+	if len(targets) > 0 {
+		ph := make([]string, len(targets))
+		for i, t := range targets {
+			ph[i] = "$" + strconv.Itoa(i+2)
+			args = append(args, t)
+		}
+		q += ` WHERE target IN (` + strings.Join(ph, ", ") + `)`
+	}
+	rows, err := s.rdb.QueryContext(ctx, q+` ORDER BY seq DESC LIMIT $1`, args...)
+	if err != nil {
+		return nil, s.wrap(err, "list recent audit")
+	}
+	return s.scanAudit(rows)
 }
 
 func nonNil(m map[string]string) map[string]string {
