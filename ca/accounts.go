@@ -23,6 +23,7 @@ import (
 type AccountStore interface {
 	CreateUser(ctx context.Context, u pki.User, ev pki.AuditEvent) error
 	GetUser(ctx context.Context, name string) (pki.User, error)
+	UpdateUser(ctx context.Context, name string, disabled bool, passwordHash string, ev pki.AuditEvent) error
 	CreateAPIToken(ctx context.Context, t pki.APIToken, ev pki.AuditEvent) error
 	GetAPIToken(ctx context.Context, hash []byte) (pki.APIToken, pki.User, error)
 	CreateCredential(ctx context.Context, c pki.Credential, ev pki.AuditEvent) error
@@ -416,4 +417,32 @@ func VerifyPassword(hash, password string) bool {
 	}
 	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// SetUserDisabled disables (or enables again) a user; a disabled user can
+// neither sign in nor use a session or API token made before.
+func (a *Accounts) SetUserDisabled(ctx context.Context, name string, disabled bool, actor pki.Actor) error {
+	ev := pki.AuditEvent{Time: a.clock.Now(), Actor: actor, Action: pki.ActionUserUpdate, Target: name,
+		Details: map[string]string{"disabled": strconv.FormatBool(disabled)}}
+	if err := a.store.UpdateUser(ctx, name, disabled, "", ev); err != nil {
+		return fmt.Errorf("update user %q: %w", name, err)
+	}
+	return nil
+}
+
+// ChangePassword sets a new password for a user who proves the current one.
+func (a *Accounts) ChangePassword(ctx context.Context, name, current, next string, actor pki.Actor) error {
+	u, err := a.CheckPassword(ctx, name, current)
+	if err != nil {
+		return err
+	}
+	if len(next) < minPasswordLen {
+		return pki.Errorf(pki.Invalid, "the new password must have at least %d characters", minPasswordLen)
+	}
+	ev := pki.AuditEvent{Time: a.clock.Now(), Actor: actor, Action: pki.ActionUserUpdate, Target: name,
+		Details: map[string]string{"password": "changed"}}
+	if err := a.store.UpdateUser(ctx, name, u.Disabled, HashPassword(next), ev); err != nil {
+		return fmt.Errorf("change password of %q: %w", name, err)
+	}
+	return nil
 }

@@ -46,6 +46,7 @@ const (
 	ActionCredentialCreate  = "credential.create"
 	ActionCredentialDisable = "credential.disable"
 	ActionCAInit            = "ca.init"
+	ActionUserUpdate        = "user.update"
 	ActionWebLogin          = "web.login"
 	ActionWebLogout         = "web.logout"
 )

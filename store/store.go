@@ -60,6 +60,9 @@ type Store interface {
 	GetUser(ctx context.Context, name string) (pki.User, error)
 	// ListUsers lists all users by name.
 	ListUsers(ctx context.Context) ([]pki.User, error)
+	// UpdateUser sets a user's disabled flag and, unless passwordHash is
+	// empty, the password hash, with the audit event; pki.NotFound if missing.
+	UpdateUser(ctx context.Context, name string, disabled bool, passwordHash string, ev pki.AuditEvent) error
 	// CreateAPIToken stores a token and the audit event.
 	CreateAPIToken(ctx context.Context, t pki.APIToken, ev pki.AuditEvent) error
 	// GetAPIToken returns the token with this hash and its user, or pki.NotFound.

@@ -559,3 +559,42 @@ func human(d time.Duration) string {
 	}
 	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
+
+func (u *UI) disableUser(w http.ResponseWriter, r *http.Request) { u.setUserDisabled(w, r, true) }
+func (u *UI) enableUser(w http.ResponseWriter, r *http.Request)  { u.setUserDisabled(w, r, false) }
+
+func (u *UI) setUserDisabled(w http.ResponseWriter, r *http.Request, disabled bool) {
+	name := chi.URLParam(r, "name")
+	if disabled && name == currentUser(r).Name {
+		u.renderUsers(w, r, http.StatusBadRequest, map[string]any{"Error": "You cannot disable yourself; ask another admin."})
+		return
+	}
+	if err := u.cfg.Accounts.SetUserDisabled(r.Context(), name, disabled, actor(r)); err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/users", http.StatusSeeOther)
+}
+
+func (u *UI) account(w http.ResponseWriter, r *http.Request) {
+	u.render(w, r, http.StatusOK, "account", nil)
+}
+
+func (u *UI) changePassword(w http.ResponseWriter, r *http.Request) {
+	cur, next := r.PostFormValue("current"), r.PostFormValue("new")
+	if next != r.PostFormValue("confirm") {
+		u.render(w, r, http.StatusBadRequest, "account", map[string]any{"Error": "The new password and its confirmation differ."})
+		return
+	}
+	err := u.cfg.Accounts.ChangePassword(r.Context(), currentUser(r).Name, cur, next, actor(r))
+	switch {
+	case errors.Is(err, pki.Unauthenticated):
+		u.render(w, r, http.StatusForbidden, "account", map[string]any{"Error": "The current password is wrong."})
+	case errors.Is(err, pki.Invalid):
+		u.render(w, r, http.StatusBadRequest, "account", map[string]any{"Error": pki.Message(err)})
+	case err != nil:
+		u.serverError(w, r, err)
+	default:
+		u.render(w, r, http.StatusOK, "account", map[string]any{"Done": true})
+	}
+}

@@ -33,6 +33,8 @@ type Accounts interface {
 	ListCredentials(ctx context.Context) ([]pki.Credential, error)
 	DisableCredential(ctx context.Context, id string, actor pki.Actor) error
 	VerifyAudit(ctx context.Context) (int64, error)
+	SetUserDisabled(ctx context.Context, name string, disabled bool, actor pki.Actor) error
+	ChangePassword(ctx context.Context, name, current, next string, actor pki.Actor) error
 }
 
 // Directory reads devices, certificates, users, the audit log and counts.
@@ -147,6 +149,10 @@ var routes = []route{
 	{http.MethodPost, "/credentials/{id}/disable", pki.RoleAdmin, (*UI).disableCredential},
 	{http.MethodGet, "/users", pki.RoleAdmin, (*UI).users},
 	{http.MethodPost, "/users", pki.RoleAdmin, (*UI).createUser},
+	{http.MethodPost, "/users/{name}/disable", pki.RoleAdmin, (*UI).disableUser},
+	{http.MethodPost, "/users/{name}/enable", pki.RoleAdmin, (*UI).enableUser},
+	{http.MethodGet, "/account", pki.RoleAuditor, (*UI).account},
+	{http.MethodPost, "/account/password", pki.RoleAuditor, (*UI).changePassword},
 	{http.MethodGet, "/audit", pki.RoleAuditor, (*UI).audit},
 	{http.MethodPost, "/logout", pki.RoleAuditor, (*UI).logout},
 }

@@ -321,3 +321,44 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 }
+
+// An admin disabling a user ends that user's session at its next request;
+// a user changes their own password and signs in with the new one only.
+func TestDisableUserAndChangePassword(t *testing.T) {
+	e := newEnv(t)
+	admin, _ := e.login(t, "admin", testPassword)
+	op, _ := e.login(t, "operator", testPassword)
+	if resp, _ := admin.do(http.MethodPost, "/users/admin/disable", url.Values{"csrf": {admin.csrf}}); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("disabling oneself: %d, want 400", resp.StatusCode)
+	}
+	if resp, _ := admin.do(http.MethodPost, "/users/operator/disable", url.Values{"csrf": {admin.csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("disable: %d", resp.StatusCode)
+	}
+	if resp, _ := op.do(http.MethodGet, "/devices", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a disabled user's session still works: %d", resp.StatusCode)
+	}
+	if _, resp := e.login(t, "operator", testPassword); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a disabled user signed in: %d", resp.StatusCode)
+	}
+	if resp, _ := admin.do(http.MethodPost, "/users/operator/enable", url.Values{"csrf": {admin.csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("enable: %d", resp.StatusCode)
+	}
+
+	aud, _ := e.login(t, "auditor", testPassword)
+	const next = "a much longer new passphrase"
+	if resp, body := aud.do(http.MethodPost, "/account/password", url.Values{"csrf": {aud.csrf}, "current": {"wrong"}, "new": {next}, "confirm": {next}}); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "current password is wrong") {
+		t.Fatalf("wrong current password: %d", resp.StatusCode)
+	}
+	if resp, _ := aud.do(http.MethodPost, "/account/password", url.Values{"csrf": {aud.csrf}, "current": {testPassword}, "new": {"short"}, "confirm": {"short"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("short password: %d", resp.StatusCode)
+	}
+	if resp, body := aud.do(http.MethodPost, "/account/password", url.Values{"csrf": {aud.csrf}, "current": {testPassword}, "new": {next}, "confirm": {next}}); resp.StatusCode != http.StatusOK || !strings.Contains(body, "password is changed") {
+		t.Fatalf("change: %d", resp.StatusCode)
+	}
+	if _, resp := e.login(t, "auditor", testPassword); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the old password still signs in: %d", resp.StatusCode)
+	}
+	if _, resp := e.login(t, "auditor", next); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the new password does not sign in: %d", resp.StatusCode)
+	}
+}

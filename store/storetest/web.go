@@ -27,6 +27,21 @@ func testWebSessions(t *testing.T, s store.Store) {
 	if err != nil || got.UserName != "alice" || got.CSRF != "c1" || !got.LastSeen.Equal(base.Add(time.Minute).Truncate(time.Microsecond)) {
 		t.Fatalf("GetWebSession = %+v, %v", got, err)
 	}
+	if err := s.UpdateUser(ctx, "alice", true, "", event(pki.ActionUserUpdate, "alice", base)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetUser(ctx, "alice"); !got.Disabled || got.PasswordHash != "x" {
+		t.Fatalf("after disabling: %+v", got)
+	}
+	if err := s.UpdateUser(ctx, "alice", false, "y", event(pki.ActionUserUpdate, "alice", base)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetUser(ctx, "alice"); got.Disabled || got.PasswordHash != "y" {
+		t.Fatalf("after enabling with a new password: %+v", got)
+	}
+	if err := s.UpdateUser(ctx, "nobody", true, "", event(pki.ActionUserUpdate, "nobody", base)); !errors.Is(err, pki.NotFound) {
+		t.Fatalf("update of a missing user: %v, want NotFound", err)
+	}
 	if err := s.DeleteWebSession(ctx, "h1"); err != nil {
 		t.Fatal(err)
 	}

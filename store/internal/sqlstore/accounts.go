@@ -199,3 +199,24 @@ func (s *Store) NextCRLNumber(ctx context.Context, issuerKeyID string) (int64, e
 	})
 	return n, err
 }
+
+// UpdateUser sets a user's disabled flag and, when passwordHash is not
+// empty, the password hash, with the audit event; a missing user is
+// pki.NotFound. A disabled user's web sessions and API tokens stop working
+// at their next use (both check the flag).
+func (s *Store) UpdateUser(ctx context.Context, name string, disabled bool, passwordHash string, ev pki.AuditEvent) error {
+	return s.audited(ctx, "update user", ev, func(tx *sql.Tx) (bool, error) {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET disabled = $2,
+			password_hash = CASE WHEN $3 = '' THEN password_hash ELSE $3 END WHERE name = $1`, name, disabled, passwordHash)
+		if err != nil {
+			return false, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				err = pki.Errorf(pki.NotFound, "no user %q", name)
+			}
+			return false, err
+		}
+		return false, nil
+	})
+}
