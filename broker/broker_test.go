@@ -23,8 +23,8 @@ import (
 
 	"github.com/fleetpki/fleetpki/broker"
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/testenv"
 	"github.com/fleetpki/fleetpki/pki"
-	"github.com/fleetpki/fleetpki/store"
 	"github.com/fleetpki/fleetpki/store/sqlite"
 )
 
@@ -47,25 +47,14 @@ type env struct {
 	addr   string
 	reg    *prometheus.Registry
 	broker *broker.Broker
+	te     *testenv.Env
 }
 
 func newEnv(t testing.TB, mutate func(*broker.Config)) *env {
 	t.Helper()
 	ctx := t.Context()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	h, err := ca.Init(ctx, ca.InitOptions{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:8080"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.New(t, testenv.Options{})
+	dir, st, h, c := te.Dir, te.Store, te.Hierarchy, te.CA
 	serverCert, err := c.IssueServerCertificate(ctx, []string{"127.0.0.1"}, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +90,7 @@ func newEnv(t testing.TB, mutate func(*broker.Config)) *env {
 			t.Errorf("broker Run: %v", err)
 		}
 	})
-	e := &env{dir: dir, ca: c, h: h, addr: ln.Addr().String(), reg: reg, broker: b}
+	e := &env{dir: dir, ca: c, h: h, addr: ln.Addr().String(), reg: reg, broker: b, te: te}
 	e.writePEM(t, "root.pem", h.Root().Raw)
 	return e
 }
@@ -128,18 +117,7 @@ type device struct {
 
 func (e *env) device(t testing.TB, id string) device {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := e.ca.Issue(t.Context(), ca.IssueRequest{DeviceID: id, CSR: csr})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, key := e.te.Issue(t, id)
 	return saveDevice(t, e.dir, id, key, iss.Certificate)
 }
 

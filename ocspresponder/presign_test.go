@@ -6,18 +6,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"math/big"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/testenv"
 	"github.com/fleetpki/fleetpki/pki"
-	"github.com/fleetpki/fleetpki/store"
 	"github.com/fleetpki/fleetpki/store/sqlite"
 )
 
@@ -32,25 +30,14 @@ type presignEnv struct {
 	signer *Signer
 	clock  *testClock
 	p      *Presigner
+	te     *testenv.Env
 }
 
 func newPresignEnv(t *testing.T) *presignEnv {
 	t.Helper()
 	ctx := t.Context()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	h, err := ca.Init(ctx, ca.InitOptions{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:8080"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.New(t, testenv.Options{})
+	st, h, c := te.Store, te.Hierarchy, te.CA
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	cert, err := c.IssueOCSPResponderCert(ctx, key.Public(), 30*24*time.Hour)
 	if err != nil {
@@ -62,17 +49,12 @@ func newPresignEnv(t *testing.T) *presignEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &presignEnv{ca: c, st: st, signer: signer, clock: clock, p: p}
+	return &presignEnv{ca: c, st: st, signer: signer, clock: clock, p: p, te: te}
 }
 
 func (e *presignEnv) issue(t *testing.T, id string) *ca.Issued {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	iss, err := e.ca.Issue(t.Context(), ca.IssueRequest{DeviceID: id, CSR: csr})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, _ := e.te.Issue(t, id)
 	return iss
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,9 +14,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/testenv"
 	"github.com/fleetpki/fleetpki/pki"
-	"github.com/fleetpki/fleetpki/store"
-	"github.com/fleetpki/fleetpki/store/sqlite"
 )
 
 type clock struct {
@@ -40,21 +38,9 @@ const testPassword = "correct horse battery staple"
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := t.Context()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	h, err := ca.Init(ctx, ca.InitOptions{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
 	clk := &clock{t: time.Now()}
-	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:8080", Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.New(t, testenv.Options{Clock: clk})
+	st, c := te.Store, te.CA
 	accounts := ca.NewAccounts(st, clk)
 	for _, r := range []pki.Role{pki.RoleAuditor, pki.RoleOperator, pki.RoleAdmin} {
 		if _, err := accounts.CreateUser(ctx, string(r), r, testPassword, pki.Actor{Name: "test"}); err != nil {

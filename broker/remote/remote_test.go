@@ -8,17 +8,14 @@ import (
 	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/crl"
+	"github.com/fleetpki/fleetpki/internal/testenv"
 	"github.com/fleetpki/fleetpki/ocspresponder"
-	"github.com/fleetpki/fleetpki/pki"
-	"github.com/fleetpki/fleetpki/store"
-	"github.com/fleetpki/fleetpki/store/sqlite"
 )
 
 type clock struct{ t atomic.Pointer[time.Time] }
@@ -37,25 +34,14 @@ type env struct {
 	down    atomic.Bool // the OCSP server answers 503
 	slow    atomic.Bool // the OCSP server takes 2 s
 	fetches atomic.Int64
+	te      *testenv.Env
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := t.Context()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	h, err := ca.Init(ctx, ca.InitOptions{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.New(t, testenv.Options{PublicURL: "http://127.0.0.1:1"})
+	st, h, c := te.Store, te.Hierarchy, te.CA
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	rc, err := c.IssueOCSPResponderCert(ctx, key.Public(), 24*time.Hour)
 	if err != nil {
@@ -69,7 +55,7 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(stop)
 	go func() { _ = cache.Run(context.Background(), events) }()
 	src, _ := ocspresponder.NewFilterSource(h.Intermediate(), cache)
-	e := &env{ca: c, h: h}
+	e := &env{ca: c, h: h, te: te}
 	responder := ocspresponder.NewResponder(src, nil, nil)
 	e.ocsp = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.fetches.Add(1)
@@ -98,21 +84,11 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) issue(t *testing.T, id string) *x509.Certificate {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	iss, err := e.ca.Issue(t.Context(), ca.IssueRequest{DeviceID: id, CSR: csr})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, _ := e.te.Issue(t, id)
 	return iss.Certificate
 }
 
-func (e *env) revoke(t *testing.T, c *x509.Certificate) {
-	t.Helper()
-	if _, err := e.ca.Revoke(t.Context(), pki.NewSerial(c.SerialNumber), pki.ReasonKeyCompromise, pki.Actor{Name: "t"}); err != nil {
-		t.Fatal(err)
-	}
-}
+func (e *env) revoke(t *testing.T, c *x509.Certificate) { t.Helper(); e.te.Revoke(t, c) }
 
 func TestOCSPAnswers(t *testing.T) {
 	e := newEnv(t)
