@@ -59,6 +59,8 @@ type Config struct {
 	Directory Directory
 	// PublicURL is the base of the OCSP and CRL URLs reported to enrolling clients.
 	PublicURL string
+	// CAChain (issuing CA first, root last) is what EST's /cacerts returns.
+	CAChain []*x509.Certificate
 	// EnrollRate limits enrollments per credential (requests per second,
 	// token bucket with EnrollBurst tokens); 0 means unlimited.
 	EnrollRate  float64
@@ -132,6 +134,11 @@ func (a *API) routes() http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, Problem{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Title: "Method not allowed",
 			Detail: r.Method + " is not allowed on " + r.URL.Path})
+	})
+	r.Route(estPrefix, func(r chi.Router) {
+		r.Get("/cacerts", a.estCACerts)
+		r.Post("/simpleenroll", a.estSimpleEnroll)
+		r.Post("/simplereenroll", a.estSimpleReenroll)
 	})
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Get("/openapi.yaml", serveSpec)

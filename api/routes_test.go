@@ -33,7 +33,8 @@ func TestEveryAdminRouteIsAuthorized(t *testing.T) {
 	for _, rt := range adminRoutes {
 		known[rt.method+" /api/v1"+rt.pattern] = rt.role
 	}
-	public := map[string]bool{"POST /api/v1/enroll": true, "POST /api/v1/renew": true, "GET /api/v1/openapi.yaml": true}
+	public := map[string]bool{"POST /api/v1/enroll": true, "POST /api/v1/renew": true, "GET /api/v1/openapi.yaml": true,
+		"GET /.well-known/est/cacerts": true, "POST /.well-known/est/simpleenroll": true, "POST /.well-known/est/simplereenroll": true}
 	walked := 0
 	err := chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		key := method + " " + route

@@ -93,6 +93,7 @@ func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log
 		Accounts:    accounts,
 		Directory:   directory,
 		PublicURL:   cfg.PublicURL,
+		CAChain:     c.Hierarchy().Chain(),
 		EnrollRate:  cfg.enrollRate,
 		EnrollBurst: cfg.enrollBurst,
 		Logger:      log,

@@ -35,10 +35,11 @@ func webOCSP(publicURL string, issuer *x509.Certificate) func(context.Context, *
 	}
 }
 
-// splitAPI sends /api/ to the REST API and everything else to the web UI.
+// splitAPI sends /api/ and EST's /.well-known/est/ to the REST API and
+// everything else to the web UI.
 func splitAPI(apiHandler, ui http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/") {
+		if r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/.well-known/est/") {
 			apiHandler.ServeHTTP(w, r)
 			return
 		}
