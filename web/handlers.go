@@ -27,19 +27,27 @@ func validCSRF(r *http.Request, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-// safeNext keeps a post-login redirect on this site.
-func safeNext(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.Contains(p, "\\") {
-		return "/"
-	}
-	return url.QueryEscape(p)
-}
+// safeNext keeps a post-login redirect on this site, query-escaped for a URL.
+func safeNext(p string) string { return url.QueryEscape(nextPath(p)) }
 
-func nextPath(v string) string {
-	if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.Contains(v, "\\") {
+// nextPath returns p if it is a path on this site, else "/". Browsers drop
+// tabs and newlines and read "\" as "/", so "/\tevil.example" or
+// "/\\evil.example" would leave the site: anything but a plain
+// absolute path is refused.
+func nextPath(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || len(p) > 2048 {
 		return "/"
 	}
-	return v
+	for _, c := range p {
+		if c <= ' ' || c == 0x7f || c == '\\' || c >= 0x80 {
+			return "/"
+		}
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" {
+		return "/"
+	}
+	return p
 }
 
 func (u *UI) loginForm(w http.ResponseWriter, r *http.Request) {

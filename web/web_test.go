@@ -348,3 +348,19 @@ func TestDisableUserAndChangePassword(t *testing.T) {
 		t.Fatalf("the new password does not sign in: %d", resp.StatusCode)
 	}
 }
+
+// FuzzNextPath: whatever a sign-in form carries as "next", the redirect
+// stays on this site.
+func FuzzNextPath(f *testing.F) {
+	for _, s := range []string{"/", "/devices?q=a", "//evil.example", "/\t/evil.example", "/\\evil.example", "https://evil.example", "/%2F%2Fevil"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		got := nextPath(p)
+		u, err := url.Parse(got)
+		if err != nil || !strings.HasPrefix(got, "/") || strings.HasPrefix(got, "//") || u.Host != "" || u.Scheme != "" ||
+			strings.ContainsAny(got, "\\\t\r\n ") {
+			t.Fatalf("nextPath(%q) = %q leaves the site", p, got)
+		}
+	})
+}
