@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,39 @@ type Responder struct {
 	counters map[string]prometheus.Counter // read-only after NewResponder
 	cache    map[string]prometheus.Counter // by Response.Cache; read-only too
 	now      func() time.Time
+	parsed   parsedRequests
+}
+
+// parsedRequests remembers parsed requests by their DER: brokers and
+// devices send the same few bytes again and again (no nonce, RFC 5019), and
+// parsing them is a third of a cached answer's cost. Requests with a nonce
+// are never kept (each is new). The map starts afresh when full, which
+// bounds it against a flood of distinct requests.
+type parsedRequests struct {
+	mu sync.RWMutex
+	m  map[string]*Request
+}
+
+const maxParsedRequests = 1 << 16
+
+func (p *parsedRequests) parse(der []byte) (*Request, error) {
+	p.mu.RLock()
+	req, ok := p.m[string(der)]
+	p.mu.RUnlock()
+	if ok {
+		return req, nil
+	}
+	req, err := ParseRequest(der)
+	if err != nil || req.Nonce != nil {
+		return req, err
+	}
+	p.mu.Lock()
+	if p.m == nil || len(p.m) >= maxParsedRequests {
+		p.m = make(map[string]*Request)
+	}
+	p.m[string(der)] = req
+	p.mu.Unlock()
+	return req, nil
 }
 
 // NewResponder returns a Responder around source; reg may be nil.
@@ -70,7 +104,7 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rs.fail(w, "malformed", ocsp.MalformedRequestErrorResponse)
 		return
 	}
-	req, err := ParseRequest(der)
+	req, err := rs.parsed.parse(der)
 	if err != nil {
 		rs.log.DebugContext(r.Context(), "bad OCSP request", "err", err)
 		rs.fail(w, "malformed", ocsp.MalformedRequestErrorResponse)
@@ -98,10 +132,11 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	etag := resp.etag
 	h := w.Header()
-	h.Set("Content-Type", "application/ocsp-response")
-	h.Set("ETag", etag)
-	h.Set("Last-Modified", resp.lastModified)
-	h.Set("Expires", resp.expires)
+	// Canonical keys, values made once per response: this is the hot path.
+	h["Content-Type"] = ocspContentType
+	h["Etag"] = resp.hETag
+	h["Last-Modified"] = resp.hLastModified
+	h["Expires"] = resp.hExpires
 	if resp.Fresh {
 		h.Set("Cache-Control", "no-store")
 	} else {
@@ -115,11 +150,14 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	h.Set("Content-Length", strconv.Itoa(len(resp.DER)))
+	h["Content-Length"] = resp.hLength
 	_, _ = w.Write(resp.DER)
 }
 
 var errMethod = errors.New("method not allowed")
+
+// ocspContentType is the Content-Type header value of every answer.
+var ocspContentType = []string{"application/ocsp-response"}[:1:1]
 
 // requestBytes reads the DER request from a POST body or a GET path.
 func (rs *Responder) requestBytes(w http.ResponseWriter, r *http.Request) ([]byte, error) {

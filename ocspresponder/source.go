@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,9 @@ type Response struct {
 
 	// Precomputed HTTP headers of a cached response (see headers).
 	etag, lastModified, expires string
+	// The same as header values, made once (the slices are capped, so an
+	// append by a later handler copies instead of writing into them).
+	hETag, hLastModified, hExpires, hLength []string
 }
 
 // headers computes, once per response, the header values the responder
@@ -45,6 +49,8 @@ func (r *Response) headers() {
 	r.etag = `"` + hex.EncodeToString(sum[:16]) + `"`
 	r.lastModified = r.ThisUpdate.UTC().Format(http.TimeFormat)
 	r.expires = r.NextUpdate.UTC().Format(http.TimeFormat)
+	one := func(v string) []string { return []string{v}[:1:1] }
+	r.hETag, r.hLastModified, r.hExpires, r.hLength = one(r.etag), one(r.lastModified), one(r.expires), one(strconv.Itoa(len(r.DER)))
 }
 
 // Source answers one parsed request.
