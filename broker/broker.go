@@ -46,6 +46,11 @@ type Config struct {
 	// Revocations, when set, carries revoked serials: their live sessions
 	// are disconnected at once and their reconnects refused.
 	Revocations <-chan pki.RevocationEvent
+	// Hints carries serials said to be revoked by an unauthenticated source
+	// (a remote event stream): their live sessions are re-checked with the
+	// Checker at once, bypassing its cache if it can forget, and ended only
+	// if the Checker confirms.
+	Hints <-chan pki.Serial
 	// RecheckInterval re-checks live sessions with the Checker (and drops
 	// those whose certificate expired); 0 disables it (bundled mode, where
 	// Revocations is complete).
@@ -176,6 +181,9 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	if b.cfg.RecheckInterval > 0 {
 		wg.Go(func() { b.recheckLoop(ctx) })
+	}
+	if b.cfg.Hints != nil {
+		wg.Go(func() { b.followHints(ctx) })
 	}
 	<-ctx.Done()
 	err := b.server.Close()
@@ -432,6 +440,78 @@ func (b *Broker) recheckLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// forgetter is a RevocationChecker with a cache it can drop for one certificate.
+type forgetter interface {
+	Forget(leaf, issuer *x509.Certificate)
+}
+
+// hintRetries are the pauses before each confirmation attempt of a hint:
+// the responder may hear of the revocation a moment after the stream did.
+var hintRetries = []time.Duration{0, 200 * time.Millisecond, time.Second, 3 * time.Second}
+
+// followHints re-checks the live sessions of hinted serials at once, a few
+// hints at a time.
+func (b *Broker) followHints(ctx context.Context) {
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s, ok := <-b.cfg.Hints:
+			if !ok {
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				b.confirmHint(ctx, s, time.Now())
+			})
+		}
+	}
+}
+
+// confirmHint asks the checker (past its cache) about a hinted serial's
+// live sessions and ends them when it confirms the revocation.
+func (b *Broker) confirmHint(ctx context.Context, s pki.Serial, heard time.Time) {
+	for _, pause := range hintRetries {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		b.mu.Lock()
+		var leaf *x509.Certificate
+		for cl := range b.sessions[s] {
+			leaf = peerLeaf(cl)
+			break
+		}
+		b.mu.Unlock()
+		if leaf == nil {
+			return // no live session (any more)
+		}
+		if f, ok := b.cfg.Checker.(forgetter); ok {
+			f.Forget(leaf, b.cfg.Issuer)
+		}
+		cctx, cancel := context.WithTimeout(ctx, b.cfg.CheckTimeout)
+		revoked, err := b.cfg.Checker.Revoked(cctx, leaf, b.cfg.Issuer)
+		cancel()
+		if err == nil && revoked {
+			b.revokedSerial(s, heard)
+			return
+		}
+		if err != nil {
+			b.log.WarnContext(ctx, "a revocation hint could not be confirmed yet", "serial", s, "err", err)
+		}
+	}
+	b.log.InfoContext(ctx, "a revocation hint was not confirmed; the next re-check decides", "serial", s)
 }
 
 // peerLeaf returns the client certificate of a connected client.

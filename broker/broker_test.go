@@ -478,3 +478,32 @@ func big(t *testing.T) *stdbig.Int {
 	}
 	return n
 }
+
+// A hint (from an unauthenticated event stream) ends a session only when the
+// checker confirms the revocation: a forged hint changes nothing.
+func TestHintsAreConfirmed(t *testing.T) {
+	hints := make(chan pki.Serial, 4)
+	e := newEnv(t, func(c *broker.Config) { c.Revocations, c.Hints = nil, hints })
+	d := e.device(t, "door-1")
+	lost := make(chan time.Time, 1)
+	if _, err := e.paho(t, d, "", func() { lost <- time.Now() }); err != nil {
+		t.Fatal(err)
+	}
+	hints <- d.serial // forged: the certificate is fine
+	select {
+	case <-lost:
+		t.Fatal("a forged hint ended a valid session")
+	case <-time.After(500 * time.Millisecond):
+	}
+	if _, err := e.ca.Revoke(t.Context(), d.serial, pki.ReasonKeyCompromise, pki.Actor{Name: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	hints <- d.serial
+	select {
+	case at := <-lost:
+		t.Logf("confirmed hint ended the session in %v", at.Sub(start))
+	case <-time.After(3 * time.Second):
+		t.Fatal("a confirmed hint did not end the session")
+	}
+}

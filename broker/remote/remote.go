@@ -119,9 +119,7 @@ func New(cfg Config) (*Checker, error) {
 // Revoked reports leaf's revocation status as its issuer's responder (or
 // CRL) states it, from the cache while a good answer is fresh.
 func (c *Checker) Revoked(ctx context.Context, leaf, issuer *x509.Certificate) (bool, error) {
-	// Serials are unique per issuer only: key the cache by both.
-	isum := sha256.Sum256(issuer.RawSubjectPublicKeyInfo)
-	key := hex.EncodeToString(isum[:8]) + ":" + leaf.SerialNumber.Text(16)
+	key := answerKey(leaf, issuer)
 	now := c.cfg.Clock.Now()
 	c.mu.Lock()
 	last, known := c.answers[key]
@@ -156,6 +154,13 @@ func (c *Checker) Revoked(ctx context.Context, leaf, issuer *x509.Certificate) (
 	}
 	c.results.WithLabelValues("failed").Inc()
 	return false, res.Err
+}
+
+// answerKey keys the cache by issuer and serial: serials are unique per
+// issuer only.
+func answerKey(leaf, issuer *x509.Certificate) string {
+	isum := sha256.Sum256(issuer.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(isum[:8]) + ":" + leaf.SerialNumber.Text(16)
 }
 
 func (c *Checker) remember(key string, a answer) {

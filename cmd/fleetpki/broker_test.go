@@ -235,7 +235,7 @@ func TestStandaloneBroker(t *testing.T) {
 	e := newEnrollEnv(t)
 	dir := t.TempDir()
 	devs := map[string]string{}
-	for _, id := range []string{"dev-1", "dev-2"} {
+	for _, id := range []string{"dev-1", "dev-2", "dev-3"} {
 		devs[id] = filepath.Join(dir, id)
 		if r := e.enroll(t, "--device-id", id, "--out", devs[id]); r.code != 0 {
 			t.Fatalf("enroll: %s", r.stderr)
@@ -300,6 +300,40 @@ func TestStandaloneBroker(t *testing.T) {
 	}
 	if err := pub(closed, "dev-2"); err == nil {
 		t.Fatal("the standalone broker admitted a revoked device")
+	}
+
+	// With the event stream, a revocation through the API ends a live session
+	// at once although the re-check interval is long (each hint is confirmed
+	// over OCSP first).
+	streamed, _ := startProc(t, mqttRE, "broker", "--log-format", "text", "--mqtt-addr", "127.0.0.1:0", "--ca-file", chain,
+		"--tls-cert", bcert, "--tls-key", bkeyFile, "--ocsp-url", e.srv.url("/ocsp"), "--recheck-interval", "1h",
+		"--events-url", e.srv.url("/revocations/events"), "--data-dir", filepath.Join(dir, "none3"))
+	kp3, _ := tls.LoadX509KeyPair(filepath.Join(devs["dev-3"], "device.crt"), filepath.Join(devs["dev-3"], "device.key"))
+	lost3 := make(chan time.Time, 1)
+	c3 := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + streamed).SetClientID("dev-3").SetAutoReconnect(false).
+		SetTLSConfig(&tls.Config{RootCAs: bpool, Certificates: []tls.Certificate{kp3}, MinVersion: tls.VersionTLS12}).
+		SetConnectionLostHandler(func(paho.Client, error) { lost3 <- time.Now() }))
+	if tok := c3.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("paho connect: %v", tok.Error())
+	}
+	defer c3.Disconnect(0)
+	time.Sleep(300 * time.Millisecond) // the broker's event stream is connected by now
+	crt3, _ := os.ReadFile(filepath.Join(devs["dev-3"], "device.crt"))
+	token := mustRun(t, "", "user", "token", "--data-dir", e.data, "--name", "admin").lastLine()
+	start3 := time.Now()
+	if out, err := exec.Command("curl", "-sSk", "-H", "Authorization: Bearer "+token, "-H", "Content-Type: application/json",
+		"--data-binary", `{"reason":"keyCompromise"}`, "https://"+e.srv.httpsAddr+"/api/v1/certificates/"+certSerial(t, crt3)+"/revoke").CombinedOutput(); err != nil || !strings.Contains(string(out), "revoked") {
+		t.Fatalf("revoke dev-3: %v %s", err, out)
+	}
+	select {
+	case at := <-lost3:
+		d := at.Sub(start3)
+		t.Logf("with the event stream, the standalone broker dropped the revoked device %v after the API call", d)
+		if d > time.Second {
+			t.Errorf("dropped after %v, want < 1 s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the standalone broker with the event stream kept a revoked device's session for 5 s")
 	}
 
 	// The responder goes away: fail closed, except within the grace.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetpki/fleetpki/broker"
 	"github.com/fleetpki/fleetpki/broker/remote"
+	"github.com/fleetpki/fleetpki/pki"
 )
 
 // brokerStandalone runs the MQTT broker without the CA: device certificates
@@ -27,6 +28,7 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 	cfg := &config{}
 	fs := c.newFlags("broker", cfg)
 	metricsAddr := fs.String("metrics-addr", "", "address for /metrics and /healthz (plain HTTP); empty is off")
+	eventsURL := fs.String("events-url", "", "a fleetpki's revocation event stream (http://HOST:8080/revocations/events): revoked devices are re-checked over OCSP at once instead of at the next --recheck-interval")
 	log, err := c.start(fs, cfg, args, false)
 	if err != nil {
 		return err
@@ -76,8 +78,12 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var hints chan pki.Serial
+	if *eventsURL != "" {
+		hints = make(chan pki.Serial, 1024)
+	}
 	b, err := broker.New(broker.Config{
-		Addr: cfg.MQTTAddr, Roots: roots, Issuer: issuer,
+		Addr: cfg.MQTTAddr, Roots: roots, Issuer: issuer, Hints: hints,
 		GetCertificate:  func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &kp, nil },
 		Checker:         checker,
 		RecheckInterval: *durations["--recheck-interval"],
@@ -93,6 +99,11 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 		"ocsp", cfg.OCSPURL, "crl", cfg.CRLURL, "fail_open_grace", *durations["--fail-open-grace"])
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Run(gctx) })
+	if hints != nil {
+		// No overall timeout: the stream is long-lived; the dial and headers are bounded.
+		client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second}}
+		g.Go(func() error { remote.FollowEvents(gctx, client, *eventsURL, hints, log); return nil })
+	}
 	if *metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

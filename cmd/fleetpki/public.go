@@ -27,6 +27,8 @@ type publicConfig struct {
 	Logger   *slog.Logger
 	// OCSP answers POST /ocsp and GET /ocsp/{request}; nil leaves them out.
 	OCSP http.Handler
+	// Events serves GET /revocations/events; nil leaves it out.
+	Events http.Handler
 	// CRLs serves GET /crl, /crl.pem, /crl/delta and /crl/root; nil leaves them out.
 	CRLs *crlService
 }
@@ -74,6 +76,9 @@ func newPublicHandler(cfg publicConfig) http.Handler {
 		if cfg.CRLs.root != nil {
 			r.Method(http.MethodGet, "/crl/root", cfg.CRLs.root.Handler(false))
 		}
+	}
+	if cfg.Events != nil {
+		r.Method(http.MethodGet, "/revocations/events", cfg.Events)
 	}
 	if cfg.OCSP != nil {
 		r.Method(http.MethodPost, "/ocsp", cfg.OCSP)

@@ -80,9 +80,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	ready := func(ctx context.Context) error {
 		return errors.Join(st.Ping(ctx), ocspSvc.cache.Ready(), crls.ready(ctx))
 	}
+	streamsDone := make(chan struct{})
 	srv := &http.Server{
 		Handler: newPublicHandler(publicConfig{Hierarchy: h, Registry: reg, Logger: log, OCSP: ocspSvc.handler,
-			CRLs: crls, Ready: ready}),
+			Events: revocationEvents(streamsDone, authority.Subscribe),
+			CRLs:   crls, Ready: ready}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -90,6 +92,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(func() { close(streamsDone) })
 
 	tlsSrv, self, err := httpsServer(ctx, cfg, authority, st, log, uiDeps{
 		publicBase: "http://" + ln.Addr().String(),
