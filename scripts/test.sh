@@ -62,6 +62,38 @@ pg_reachable() {
 	return 1
 }
 
+# ensure_tools installs the Debian packages the interop tests drive (openssl,
+# curl, Mosquitto and its clients, Chromium for the browser tests) when they
+# are missing and apt-get can run (as root or with password-less sudo), so
+# `make test` works on a fresh machine. Otherwise it says what is missing;
+# the tests that need a missing tool then fail (or, for Chromium outside CI,
+# skip) with the same message.
+ensure_tools() {
+	local missing=()
+	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+	command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+	[ -x /usr/bin/chromium ] || missing+=(chromium)
+	[ "${#missing[@]}" -eq 0 ] && return 0
+	local sudo=""
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+			sudo="sudo -n"
+		else
+			log "missing ${missing[*]} (install them with apt-get); tests that need them will not pass"
+			return 0
+		fi
+	fi
+	if ! command -v apt-get >/dev/null 2>&1; then
+		log "missing ${missing[*]} and no apt-get here; tests that need them will not pass"
+		return 0
+	fi
+	log "installing ${missing[*]}"
+	$sudo apt-get update -qq >&2
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
 setup_postgres() {
 	if [ -z "${FLEETPKI_TEST_DATABASE_URL:-}" ]; then
 		local port
@@ -87,6 +119,7 @@ lint)
 	;;
 all)
 	lint
+	ensure_tools
 	setup_postgres
 	log "go test -race"
 	go test -race -timeout "$TEST_TIMEOUT" ./...

@@ -2,9 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -66,7 +68,12 @@ func (l *Leader) Close() error {
 	if l.conn == nil {
 		return nil
 	}
-	err := l.conn.Close(context.Background()) // ending the session releases the lock
+	// Unlock first: the server ends a closed session's locks only when its
+	// backend exits, a moment after the connection closes.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, uerr := l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, l.key)
+	err := l.conn.Close(ctx)
 	l.conn = nil
-	return err
+	return errors.Join(uerr, err)
 }
