@@ -60,6 +60,9 @@ type Config struct {
 	// AnyClientID lets a device use a client id other than its device id.
 	// Off by default: with it, one device could take over another's session.
 	AnyClientID bool
+	// MaxClients bounds the connected sessions (default 100,000); past it a
+	// CONNECT is answered "server unavailable".
+	MaxClients int64
 	// HandshakeTimeout bounds the TLS handshake and the CONNECT packet
 	// together (default 10 s), so idle connections cannot pile up.
 	HandshakeTimeout time.Duration
@@ -99,6 +102,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.Rules == nil {
 		cfg.Rules = DefaultRules()
+	}
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = 100_000
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = pki.SystemClock{}
@@ -163,7 +169,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.server = mqtt.New(&mqtt.Options{
 		InlineClient: false,
 		Logger:       b.log.With("component", "mqtt"),
-		Capabilities: capabilities(),
+		Capabilities: capabilities(b.cfg.MaxClients),
 	})
 	if err := b.server.AddHook(&hook{b: b}, nil); err != nil {
 		return fmt.Errorf("broker: %w", err)
@@ -194,9 +200,10 @@ func (b *Broker) Run(ctx context.Context) error {
 	return nil
 }
 
-// capabilities bound what one client can make the broker hold.
-func capabilities() *mqtt.Capabilities {
+// capabilities bound what one client, and all of them, can make the broker hold.
+func capabilities(maxClients int64) *mqtt.Capabilities {
 	c := mqtt.NewDefaultServerCapabilities()
+	c.MaximumClients = maxClients
 	c.MaximumPacketSize = 256 << 10
 	c.MaximumSessionExpiryInterval = 24 * 60 * 60
 	c.MaximumClientWritesPending = 1024

@@ -507,3 +507,14 @@ func TestHintsAreConfirmed(t *testing.T) {
 		t.Fatal("a confirmed hint did not end the session")
 	}
 }
+
+// Past MaxClients sessions, a CONNECT is refused.
+func TestMaxClients(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) { c.MaxClients = 1 })
+	if _, err := e.paho(t, e.device(t, "m-1"), "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.paho(t, e.device(t, "m-2"), "", nil); err == nil {
+		t.Fatal("a second session was admitted past MaxClients 1")
+	}
+}

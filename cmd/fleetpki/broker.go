@@ -36,6 +36,15 @@ func (c storeChecker) Revoked(ctx context.Context, leaf, _ *x509.Certificate) (b
 	return rec.Status == pki.CertRevoked, nil
 }
 
+// brokerMaxClients reads --mqtt-max-clients.
+func brokerMaxClients(cfg *config) (int64, error) {
+	n, err := strconv.ParseInt(cfg.MQTTMaxClients, 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("--mqtt-max-clients %q: want a whole number of at least 1", cfg.MQTTMaxClients)
+	}
+	return n, nil
+}
+
 // brokerRules reads --mqtt-acl-file, or the default rules.
 func brokerRules(cfg *config) ([]broker.Rule, error) {
 	if cfg.MQTTACLFile == "" {
@@ -65,6 +74,10 @@ func newBundledBroker(ctx context.Context, cfg *config, c *ca.CA, st statusReade
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--mqtt-any-client-id %q: want true or false", cfg.MQTTAnyClientID)
 	}
+	maxClients, err := brokerMaxClients(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	self := &selfCert{ca: c, names: cfg.tlsNamesFor(cfg.MQTTAddr), log: log.With("listener", "mqtt")}
 	if err := self.renew(ctx); err != nil {
 		return nil, nil, nil, err
@@ -82,6 +95,7 @@ func newBundledBroker(ctx context.Context, cfg *config, c *ca.CA, st statusReade
 		Revocations:    events,
 		Rules:          rules,
 		AnyClientID:    anyID,
+		MaxClients:     maxClients,
 		Registerer:     reg,
 		Logger:         log,
 	})

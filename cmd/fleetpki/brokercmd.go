@@ -71,6 +71,10 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	maxClients, err := brokerMaxClients(cfg)
+	if err != nil {
+		return usageError{err}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	checker, err := remote.New(remote.Config{URL: cfg.OCSPURL, CRLURL: cfg.CRLURL, MaxAge: *durations["--ocsp-max-age"],
@@ -87,7 +91,7 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 		GetCertificate:  func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &kp, nil },
 		Checker:         checker,
 		RecheckInterval: *durations["--recheck-interval"],
-		Rules:           rules, AnyClientID: anyID, Registerer: reg, Logger: log,
+		Rules:           rules, AnyClientID: anyID, MaxClients: maxClients, Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -39,6 +39,7 @@ type config struct {
 	PprofAddr       string
 	MQTTACLFile     string
 	MQTTAnyClientID string
+	MQTTMaxClients  string
 	OCSPURL         string
 	CAFile          string
 	CRLURL          string
@@ -78,6 +79,7 @@ func (c *config) settings() []setting {
 		{"https-addr", "127.0.0.1:8443", "TLS listener: REST API (and later the admin UI)", &c.HTTPSAddr},
 		{"mqtt-addr", "127.0.0.1:8883", "MQTT over TLS listener (client certificates required); empty disables the broker", &c.MQTTAddr},
 		{"mqtt-acl-file", "", "MQTT ACL rules (lines \"pub|sub|pubsub FILTER\" with {device_id}); empty allows each device devices/{device_id}/# only", &c.MQTTACLFile},
+		{"mqtt-max-clients", "100000", "most MQTT sessions at once; past it a CONNECT is refused", &c.MQTTMaxClients},
 		{"mqtt-any-client-id", "false", "let MQTT clients use a client id other than their certificate's device id", &c.MQTTAnyClientID},
 		{"ocsp-url", "", "broker: OCSP responder to ask (default: each certificate's AIA OCSP URL)", &c.OCSPURL},
 		{"ca-file", "", "broker, crl export: PEM chain of the fleetpki issuing CA, intermediate first, root last (crl export defaults to the data directory's)", &c.CAFile},
