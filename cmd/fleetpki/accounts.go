@@ -153,3 +153,88 @@ func (c *cli) credentialCreate(ctx context.Context, args []string) error {
 	fmt.Fprintln(c.stdout, secret)
 	return nil
 }
+
+// userSetDisabled returns the `user disable` or `user enable` command.
+func userSetDisabled(disable bool) func(c *cli, ctx context.Context, args []string) error {
+	verb := "enable"
+	if disable {
+		verb = "disable"
+	}
+	return func(c *cli, ctx context.Context, args []string) error {
+		cfg := &config{}
+		fs := c.newFlags("user "+verb, cfg)
+		name := fs.String("name", "", "user name (required)")
+		log, err := c.start(fs, cfg, args, false)
+		if err != nil {
+			return err
+		}
+		if *name == "" {
+			return usageError{fmt.Errorf("user %s: --name is required", verb)}
+		}
+		st, err := openStore(ctx, cfg, log, false)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := ca.NewAccounts(st, nil).SetUserDisabled(ctx, *name, disable, cliActor()); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "User %q is %sd; their sessions and API tokens follow at the next request.\n", *name, verb)
+		return nil
+	}
+}
+
+// credentialList prints the enrollment credentials, one per line (tab-separated).
+func (c *cli) credentialList(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("credential list", cfg)
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	creds, err := ca.NewAccounts(st, nil).ListCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, "ID\tNAME\tPATTERN\tUSES\tMAX_USES\tEXPIRES\tSTATE")
+	for _, cr := range creds {
+		exp, state := "never", "enabled"
+		if cr.ExpiresAt != nil {
+			exp = cr.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		if cr.Disabled {
+			state = "disabled"
+		}
+		fmt.Fprintf(c.stdout, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", cr.ID, cr.Name, cr.DevicePattern, cr.Uses, cr.MaxUses, exp, state)
+	}
+	return nil
+}
+
+// credentialDisable disables an enrollment credential by id.
+func (c *cli) credentialDisable(ctx context.Context, args []string) error {
+	cfg := &config{}
+	fs := c.newFlags("credential disable", cfg)
+	id := fs.String("id", "", "credential id, as `credential list` shows it (required)")
+	log, err := c.start(fs, cfg, args, false)
+	if err != nil {
+		return err
+	}
+	if *id == "" {
+		return usageError{errors.New("credential disable: --id is required")}
+	}
+	st, err := openStore(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := ca.NewAccounts(st, nil).DisableCredential(ctx, *id, cliActor()); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "Credential %s is disabled; running servers refuse it within a second.\n", *id)
+	return nil
+}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite" // to tamper with the audit log as an attacker with file access would
 )
@@ -165,4 +167,34 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		t.Fatalf("audit verify after tampering: exit %d, want %d\nstdout: %s", r.code, exitError, r.stdout)
 	}
 	checkOneLineError(t, r, "audit event 2")
+}
+
+// Users and credentials can be disabled from the command line; a disabled
+// credential no longer enrolls and a disabled user's token no longer works.
+func TestDisableFromTheCommandLine(t *testing.T) {
+	e := newEnrollEnv(t)
+	token := mustRun(t, "", "user", "token", "--data-dir", e.data, "--name", "admin").lastLine()
+	list := mustRun(t, "", "credential", "list", "--data-dir", e.data).stdout
+	var id string
+	for _, line := range strings.Split(list, "\n") {
+		if f := strings.Split(line, "\t"); len(f) == 7 && f[1] == "station" {
+			id = f[0]
+		}
+	}
+	if id == "" {
+		t.Fatalf("credential list has no station credential:\n%s", list)
+	}
+	mustRun(t, "", "credential", "disable", "--data-dir", e.data, "--id", id)
+	time.Sleep(1100 * time.Millisecond) // a running serve trusts an enabled credential for a second
+	if r := e.enroll(t, "--device-id", "dev-1", "--out", t.TempDir()); r.code == 0 || !strings.Contains(r.stderr, "disabled") {
+		t.Fatalf("enroll with a disabled credential: %d %s", r.code, r.stderr)
+	}
+	mustRun(t, "", "user", "disable", "--data-dir", e.data, "--name", "admin")
+	out, _ := exec.Command("curl", "-sk", "-H", "Authorization: Bearer "+token, "https://"+e.srv.httpsAddr+"/api/v1/devices").CombinedOutput()
+	if !strings.Contains(string(out), `"status":401`) && !strings.Contains(string(out), `"status": 401`) {
+		t.Fatalf("a disabled user's token still works: %s", out)
+	}
+	if r := runCLI(t, "", "user", "disable", "--data-dir", e.data, "--name", "nobody"); r.code != 1 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("disable a missing user: %d %s", r.code, r.stderr)
+	}
 }

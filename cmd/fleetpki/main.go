@@ -51,7 +51,11 @@ func commands() []command {
 		{"migrate", "apply pending database migrations", (*cli).migrate},
 		{"user create", "create an administrator (prints a generated password)", (*cli).userCreate},
 		{"user token", "create an admin API token for a user (prints it once)", (*cli).userToken},
+		{"user disable", "disable a user (sessions and API tokens stop)", userSetDisabled(true)},
+		{"user enable", "enable a disabled user again", userSetDisabled(false)},
 		{"credential create", "create an enrollment credential (prints its secret once)", (*cli).credentialCreate},
+		{"credential list", "list the enrollment credentials", (*cli).credentialList},
+		{"credential disable", "disable an enrollment credential", (*cli).credentialDisable},
 		{"audit verify", "check the audit log's hash chain", (*cli).auditVerify},
 		{"version", "print the version", (*cli).version},
 		{"enroll", "enroll a device or a batch of devices (the factory station's client)", (*cli).enroll},
@@ -129,7 +133,7 @@ func unknownName(args []string) string {
 func (c *cli) usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: fleetpki <command> [flags]\n\nCommands:")
 	for _, cmd := range commands() {
-		fmt.Fprintf(w, "  %-18s %s\n", cmd.name, cmd.summary)
+		fmt.Fprintf(w, "  %-19s %s\n", cmd.name, cmd.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'fleetpki <command> -h' for a command's flags. Every flag can also be set")
 	fmt.Fprintln(w, "with an environment variable FLEETPKI_<FLAG_IN_UPPER_SNAKE>; a flag wins.")
