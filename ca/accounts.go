@@ -45,6 +45,12 @@ type Accounts struct {
 
 	mu    sync.Mutex
 	creds map[string]cachedCredential // by secret hash; see credentialTTL
+
+	// The last verified end of the audit chain, for VerifyAuditRecent.
+	auditMu     sync.Mutex
+	auditSeq    int64
+	auditHash   []byte
+	auditFullAt time.Time
 }
 
 // NewAccounts returns an Accounts over st.
@@ -327,30 +333,67 @@ const auditPage = 1000
 // VerifyAudit walks the whole audit log and checks its hash chain. It
 // returns the number of events checked; an error names the first bad event.
 func (a *Accounts) VerifyAudit(ctx context.Context) (int64, error) {
-	var (
-		prev  []byte
-		after int64
-		n     int64
-	)
+	n, _, _, err := a.verifyAuditFrom(ctx, 0, nil)
+	return n, err
+}
+
+// verifyAuditFrom verifies the events after seq after, chained to prev (the
+// hash of event after), and returns how many it checked and the new end.
+func (a *Accounts) verifyAuditFrom(ctx context.Context, after int64, prev []byte) (n, last int64, lastHash []byte, err error) {
 	for {
 		evs, err := a.store.ListAudit(ctx, after, auditPage)
 		if err != nil {
-			return n, fmt.Errorf("verify audit: %w", err)
+			return n, after, prev, fmt.Errorf("verify audit: %w", err)
 		}
 		for _, e := range evs {
 			if e.Seq != after+1 {
-				return n, fmt.Errorf("audit event %d follows %d: the log has a gap", e.Seq, after)
+				return n, after, prev, fmt.Errorf("audit event %d follows %d: the log has a gap", e.Seq, after)
 			}
 			after = e.Seq
 		}
 		if prev, err = pki.VerifyChain(prev, evs); err != nil {
-			return n, err
+			return n, after, prev, err
 		}
 		n += int64(len(evs))
 		if len(evs) < auditPage {
-			return n, nil
+			return n, after, prev, nil
 		}
 	}
+}
+
+// auditFullEvery is how often VerifyAuditRecent re-reads the whole log.
+const auditFullEvery = 10 * time.Minute
+
+// AuditCheck is the result of VerifyAuditRecent.
+type AuditCheck struct {
+	Events int64     // events in the verified chain
+	FullAt time.Time // when the whole chain was last read and verified
+}
+
+// VerifyAuditRecent verifies the audit chain for a page that shows it often:
+// the whole chain at most every ten minutes, and in between only the events
+// added since, chained to the last verified one. (`fleetpki audit verify`
+// always reads everything.)
+func (a *Accounts) VerifyAuditRecent(ctx context.Context) (AuditCheck, error) {
+	a.auditMu.Lock()
+	defer a.auditMu.Unlock()
+	now := a.clock.Now()
+	if a.auditFullAt.IsZero() || now.Sub(a.auditFullAt) >= auditFullEvery {
+		n, last, hash, err := a.verifyAuditFrom(ctx, 0, nil)
+		if err != nil {
+			a.auditFullAt = time.Time{}
+			return AuditCheck{Events: n}, err
+		}
+		a.auditSeq, a.auditHash, a.auditFullAt = last, hash, now
+		return AuditCheck{Events: n, FullAt: now}, nil
+	}
+	_, last, hash, err := a.verifyAuditFrom(ctx, a.auditSeq, a.auditHash)
+	if err != nil {
+		a.auditFullAt = time.Time{} // the next check reads everything again
+		return AuditCheck{Events: last, FullAt: a.auditFullAt}, err
+	}
+	a.auditSeq, a.auditHash = last, hash
+	return AuditCheck{Events: last, FullAt: a.auditFullAt}, nil
 }
 
 // RandomPassword returns a random password of 24 URL-safe characters (144 bits).

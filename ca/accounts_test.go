@@ -204,3 +204,47 @@ func TestAccounts(t *testing.T) {
 		t.Fatal("VerifyAudit accepted a tampered event")
 	}
 }
+
+// VerifyAuditRecent reads the whole chain at most every ten minutes and only
+// the new events in between; tampering is found in new events at once and
+// in old ones at the next full read.
+func TestVerifyAuditRecent(t *testing.T) {
+	ctx := context.Background()
+	clock := &fixedClock{time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	st := newMemAccounts()
+	a := NewAccounts(st, clock)
+	actor := pki.Actor{Name: "cli"}
+	for _, n := range []string{"u1", "u2", "u3"} {
+		if _, err := a.CreateUser(ctx, n, pki.RoleAuditor, "long enough password", actor); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := a.VerifyAuditRecent(ctx)
+	if err != nil || c.Events != 3 || !c.FullAt.Equal(clock.t) {
+		t.Fatalf("first check = %+v, %v", c, err)
+	}
+	full := c.FullAt
+	clock.t = clock.t.Add(time.Minute)
+	if _, err := a.CreateUser(ctx, "u4", pki.RoleAuditor, "long enough password", actor); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = a.VerifyAuditRecent(ctx); err != nil || c.Events != 4 || !c.FullAt.Equal(full) {
+		t.Fatalf("incremental check = %+v, %v; want 4 events, the first full read's time", c, err)
+	}
+	if _, err := a.CreateUser(ctx, "u5", pki.RoleAuditor, "long enough password", actor); err != nil {
+		t.Fatal(err)
+	}
+	st.audit[4].Target = "mallory" // a new event, tampered
+	if _, err := a.VerifyAuditRecent(ctx); err == nil {
+		t.Fatal("a tampered new event passed the incremental check")
+	}
+	st.audit[4].Target = "u5"
+	if c, err = a.VerifyAuditRecent(ctx); err != nil || c.Events != 5 {
+		t.Fatalf("after a failure, a full read: %+v, %v", c, err)
+	}
+	st.audit[1].Target = "mallory" // an old event, tampered: found at the next full read
+	clock.t = clock.t.Add(auditFullEvery)
+	if _, err := a.VerifyAuditRecent(ctx); err == nil {
+		t.Fatal("a tampered old event passed the full check")
+	}
+}

@@ -540,13 +540,13 @@ func (u *UI) createUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) audit(w http.ResponseWriter, r *http.Request) {
-	n, verr := u.cfg.Accounts.VerifyAudit(r.Context())
+	check, verr := u.cfg.Accounts.VerifyAuditRecent(r.Context())
 	events, err := u.cfg.Directory.RecentAudit(r.Context(), nil, auditPageSize)
 	if err != nil {
 		u.serverError(w, r, err)
 		return
 	}
-	data := map[string]any{"Events": events, "Verified": n}
+	data := map[string]any{"Events": events, "Verified": check.Events, "FullAt": check.FullAt}
 	if verr != nil {
 		data["ChainError"] = verr.Error()
 	}

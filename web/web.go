@@ -32,7 +32,7 @@ type Accounts interface {
 	CreateCredential(ctx context.Context, spec ca.CredentialSpec, actor pki.Actor) (string, pki.Credential, error)
 	ListCredentials(ctx context.Context) ([]pki.Credential, error)
 	DisableCredential(ctx context.Context, id string, actor pki.Actor) error
-	VerifyAudit(ctx context.Context) (int64, error)
+	VerifyAuditRecent(ctx context.Context) (ca.AuditCheck, error)
 	SetUserDisabled(ctx context.Context, name string, disabled bool, actor pki.Actor) error
 	ChangePassword(ctx context.Context, name, current, next string, actor pki.Actor) error
 }
