@@ -12,6 +12,10 @@ import (
 // eventStreamMax bounds one event stream connection; clients reconnect.
 const eventStreamMax = 30 * time.Minute
 
+// maxEventStreams bounds the open streams: each holds a subscription with a
+// buffer, and the endpoint is unauthenticated. Brokers number in the tens.
+const maxEventStreams = 256
+
 // revocationEvents serves GET /revocations/events: a server-sent event
 // stream of revocations as they commit, so that standalone brokers can
 // re-check a revoked device at once instead of at their next interval. The
@@ -21,7 +25,20 @@ const eventStreamMax = 30 * time.Minute
 // Streams end when done is closed (the server shutting down: Shutdown does
 // not cancel requests, and would otherwise wait for them).
 func revocationEvents(done <-chan struct{}, subscribe func(int) (<-chan pki.RevocationEvent, func())) http.HandlerFunc {
+	return revocationEventsLimited(done, subscribe, maxEventStreams)
+}
+
+func revocationEventsLimited(done <-chan struct{}, subscribe func(int) (<-chan pki.RevocationEvent, func()), limit int) http.HandlerFunc {
+	slots := make(chan struct{}, limit)
 	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		default:
+			w.Header().Set("Retry-After", "30")
+			writeText(w, http.StatusServiceUnavailable, "too many revocation event streams are open; retry later\n")
+			return
+		}
 		rc := http.NewResponseController(w)
 		events, cancel := subscribe(256)
 		defer cancel()
