@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/textcheck"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -65,7 +66,17 @@ type Config struct {
 	// token bucket with EnrollBurst tokens); 0 means unlimited.
 	EnrollRate  float64
 	EnrollBurst int
-	Logger      *slog.Logger
+	// Events, when set, feeds GET /api/v1/revocations/events; Done ends its
+	// streams (the server shutting down: Shutdown does not cancel requests).
+	Events Subscribe
+	Done   <-chan struct{}
+	// RenewRate and RenewBurst limit renewals (/renew, EST simplereenroll)
+	// per client certificate (requests per second, token bucket); defaults
+	// one per 10 s with a burst of 3. With ca's bound on valid certificates
+	// per device, a device cannot mint itself certificates in a loop.
+	RenewRate  float64
+	RenewBurst int
+	Logger     *slog.Logger
 }
 
 // Validate refuses an incomplete configuration.
@@ -85,10 +96,12 @@ const maxBody = 64 << 10
 
 // API serves /api/v1.
 type API struct {
-	cfg    Config
-	log    *slog.Logger
-	err    errorWriter
-	limits *limiters
+	cfg     Config
+	log     *slog.Logger
+	err     errorWriter
+	limits  *limiters
+	renews  *limiters
+	streams streamSlots
 }
 
 // New returns the API's handler, to be mounted at the root of the HTTPS listener.
@@ -99,7 +112,11 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, err: errorWriter{cfg.Logger}, limits: newLimiters(cfg.EnrollRate, cfg.EnrollBurst, time.Now)}
+	if cfg.RenewRate <= 0 {
+		cfg.RenewRate, cfg.RenewBurst = 0.1, 3
+	}
+	a := &API{cfg: cfg, log: cfg.Logger, err: errorWriter{cfg.Logger}, limits: newLimiters(cfg.EnrollRate, cfg.EnrollBurst, time.Now),
+		renews: newLimiters(cfg.RenewRate, cfg.RenewBurst, time.Now)}
 	return a.routes(), nil
 }
 
@@ -123,11 +140,14 @@ var adminRoutes = []route{
 	{http.MethodGet, "/credentials", pki.RoleAdmin, (*API).listCredentials},
 	{http.MethodDelete, "/credentials/{id}", pki.RoleAdmin, (*API).disableCredential},
 	{http.MethodGet, "/audit", pki.RoleAuditor, (*API).listAudit},
+	{http.MethodGet, "/revocations/events", pki.RoleBroker, (*API).revocationEvents},
 }
 
 func (a *API) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, a.recoverer, bodyLimit)
+	r.Use(middleware.RequestID, a.recoverer, bodyLimit, middleware.GetHead, textcheck.Middleware(func(w http.ResponseWriter, r *http.Request, what string) {
+		writeProblem(w, r, Problem{Status: http.StatusBadRequest, Code: "invalid_text", Title: "The request is invalid", Detail: textcheck.Message(what)})
+	}))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, Problem{Status: http.StatusNotFound, Code: "no_such_route", Title: "Not found", Detail: "no such API route"})
 	})
@@ -181,3 +201,17 @@ func actor(r *http.Request, name string) pki.Actor {
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// Route is one route the API serves: a method and a chi pattern.
+type Route struct{ Method, Pattern string }
+
+// Routes lists every route the API serves, walked from its router, so that
+// tests from outside (a running server's hostile-input suite) cover each.
+func Routes() []Route {
+	var out []Route
+	_ = chi.Walk((&API{}).routes().(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		out = append(out, Route{method, route})
+		return nil
+	})
+	return out
+}

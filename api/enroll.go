@@ -2,8 +2,11 @@ package api
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/pem"
 	"net/http"
+	"strings"
 
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/pki"
@@ -101,16 +104,46 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, withCode("client_certificate_required", pki.Errorf(pki.Unauthenticated, "renewal needs the device's current certificate as a TLS client certificate")))
 		return
 	}
+	cert := r.TLS.PeerCertificates[0]
+	if !a.allowRenew(w, r, cert) {
+		return
+	}
 	var req renewRequest
 	if err := decode(r, &req); err != nil {
 		a.err.send(w, r, err)
 		return
 	}
-	cert := r.TLS.PeerCertificates[0]
-	iss, err := a.cfg.Revoker.Renew(r.Context(), cert, []byte(req.CSR), actor(r, "device:"+cert.Subject.CommonName))
+	iss, err := a.cfg.Revoker.Renew(r.Context(), cert, []byte(req.CSR), actor(r, "device:"+deviceName(cert)))
 	if err != nil {
 		a.err.send(w, r, err)
 		return
 	}
 	writeCompactJSON(w, http.StatusCreated, a.certificateResponse(iss))
+}
+
+// allowRenew takes a token of the client certificate's renewal bucket, or
+// answers 429. The bucket is keyed by the certificate's fingerprint: the
+// TLS handshake proved possession of its key, so nobody can spend another
+// device's budget, while the certificate itself is verified later (Renew).
+func (a *API) allowRenew(w http.ResponseWriter, r *http.Request, cert *x509.Certificate) bool {
+	sum := sha256.Sum256(cert.Raw)
+	ok, wait := a.renews.allow(string(sum[:]))
+	if ok {
+		return true
+	}
+	w.Header().Set("Retry-After", retryAfterSeconds(wait))
+	writeProblem(w, r, Problem{Status: http.StatusTooManyRequests, Code: "rate_limited", Title: "Too many requests",
+		Detail: "this certificate has renewed too often; retry after " + retryAfterSeconds(wait) + " s"})
+	return false
+}
+
+// deviceName names a client certificate's device for the audit log: its
+// device URI, else its CN.
+func deviceName(c *x509.Certificate) string {
+	for _, u := range c.URIs {
+		if id, ok := strings.CutPrefix(u.String(), "urn:fleetpki:device:"); ok {
+			return id
+		}
+	}
+	return c.Subject.CommonName
 }

@@ -137,13 +137,16 @@ func (a *API) estSimpleReenroll(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, withCode("client_certificate_required", pki.Errorf(pki.Unauthenticated, "re-enrollment needs the device's current certificate as a TLS client certificate")))
 		return
 	}
+	cert := r.TLS.PeerCertificates[0]
+	if !a.allowRenew(w, r, cert) {
+		return
+	}
 	der, err := estCSR(r)
 	if err != nil {
 		a.err.send(w, r, err)
 		return
 	}
-	cert := r.TLS.PeerCertificates[0]
-	iss, err := a.cfg.Revoker.Renew(r.Context(), cert, der, actor(r, "device:"+cert.Subject.CommonName))
+	iss, err := a.cfg.Revoker.Renew(r.Context(), cert, der, actor(r, "device:"+deviceName(cert)))
 	if err != nil {
 		a.err.send(w, r, err)
 		return

@@ -15,12 +15,14 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fleetpki/fleetpki/internal/listen"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -66,18 +68,33 @@ type Config struct {
 	// HandshakeTimeout bounds the TLS handshake and the CONNECT packet
 	// together (default 10 s), so idle connections cannot pile up.
 	HandshakeTimeout time.Duration
-	Registerer       prometheus.Registerer
-	Clock            pki.Clock
-	Logger           *slog.Logger
+	// MaxHandshakes bounds the TLS handshakes in progress (default 1,024),
+	// and MaxHandshakesPerIP those from one address (default 64), so that
+	// half-open sockets cannot take every descriptor.
+	MaxHandshakes      int
+	MaxHandshakesPerIP int
+	// MaxRetained and MaxRetainedBytes bound the retained messages one
+	// device may keep on the broker (defaults 16 messages, 64 KiB); a
+	// retained PUBLISH past them is refused, and so is a CONNECT whose
+	// retained will alone is larger than MaxRetainedBytes.
+	MaxRetained      int
+	MaxRetainedBytes int
+	// Listeners receives the listener metrics (accept errors, handshakes);
+	// optional, shared with the process's other listeners.
+	Listeners  *listen.Metrics
+	Registerer prometheus.Registerer
+	Clock      pki.Clock
+	Logger     *slog.Logger
 }
 
 // Broker is a running MQTT broker.
 type Broker struct {
-	cfg     Config
-	log     *slog.Logger
-	server  *mqtt.Server
-	ln      *tlsListener
-	metrics *metrics
+	cfg      Config
+	log      *slog.Logger
+	server   *mqtt.Server
+	ln       *listen.Listener
+	metrics  *metrics
+	retained *retainedQuota
 
 	mu       sync.Mutex
 	sessions map[pki.Serial]map[*mqtt.Client]struct{}
@@ -106,6 +123,12 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = 100_000
 	}
+	if cfg.MaxRetained <= 0 {
+		cfg.MaxRetained = 16
+	}
+	if cfg.MaxRetainedBytes <= 0 {
+		cfg.MaxRetainedBytes = 64 << 10
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = pki.SystemClock{}
 	}
@@ -115,7 +138,7 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger,
+	b := &Broker{cfg: cfg, log: cfg.Logger, retained: newRetainedQuota(cfg.MaxRetained, cfg.MaxRetainedBytes),
 		sessions: map[pki.Serial]map[*mqtt.Client]struct{}{}, revoked: map[pki.Serial]time.Time{}}
 	m, err := newMetrics(cfg.Registerer, b.liveSessions)
 	if err != nil {
@@ -145,8 +168,19 @@ func (b *Broker) Listen() error {
 			return fmt.Errorf("--mqtt-addr %q: %w", b.cfg.Addr, err)
 		}
 	}
-	b.ln = &tlsListener{Listener: inner, config: b.tlsConfig(), timeout: b.cfg.HandshakeTimeout, refused: b.refusedHandshake}
+	b.ln = listen.New(inner, listen.Config{Name: "mqtt", TLS: b.tlsConfig(), HandshakeTimeout: b.cfg.HandshakeTimeout,
+		KeepDeadline: true, MaxHandshakes: b.cfg.MaxHandshakes, MaxHandshakesPerIP: b.cfg.MaxHandshakesPerIP,
+		OnHandshakeError: b.refusedHandshake, Metrics: b.cfg.Listeners, Logger: b.log})
 	return nil
+}
+
+// Err is nil while the broker's listener accepts connections, and the
+// reason once it is gone for good (readiness reports it).
+func (b *Broker) Err() error {
+	if b.ln == nil {
+		return nil
+	}
+	return b.ln.Err()
 }
 
 // tlsConfig requires a client certificate and does all verification in
@@ -369,7 +403,7 @@ func (b *Broker) revokedSerial(s pki.Serial, at time.Time) int {
 	b.mu.Unlock()
 	for _, cl := range victims {
 		b.metrics.revokedDisconnects.Inc()
-		_ = b.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+		endSession(b.server, cl)
 		b.metrics.eventToDisconnect.Observe(time.Since(at).Seconds())
 		b.log.Info("MQTT session ended: certificate revoked", "client", cl.ID, "serial", s)
 	}
@@ -432,7 +466,7 @@ func (b *Broker) recheckLoop(ctx context.Context) {
 			}
 			if !b.cfg.Clock.Now().Before(leaf.NotAfter) {
 				b.unregister(s, cl)
-				_ = b.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+				endSession(b.server, cl)
 				b.log.InfoContext(ctx, "MQTT session ended: certificate expired", "client", cl.ID, "serial", s)
 				continue
 			}
@@ -519,6 +553,15 @@ func (b *Broker) confirmHint(ctx context.Context, s pki.Serial, heard time.Time)
 		}
 	}
 	b.log.InfoContext(ctx, "a revocation hint was not confirmed; the next re-check decides", "serial", s)
+}
+
+// endSession ends a session whose certificate is no longer good (revoked,
+// expired) without its will: a device cut off for a leaked key must not get
+// a last word into anyone's topics. mochi publishes the will from
+// Properties.Will whenever its flag is set, so the flag is cleared first.
+func endSession(s *mqtt.Server, cl *mqtt.Client) {
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	_ = s.DisconnectClient(cl, packets.ErrNotAuthorized)
 }
 
 // peerLeaf returns the client certificate of a connected client.

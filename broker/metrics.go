@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer, live func() float64) (*metrics, error
 		connected: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetpki_mqtt_connected_clients",
 			Help: "MQTT sessions connected now."}, live),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetpki_mqtt_refused_total",
-			Help: "MQTT connections and operations refused, by reason (revoked, unknown_ca, expired, acl, check_failed, identity, no_certificate, handshake)."},
+			Help: "MQTT connections and operations refused, by reason (revoked, unknown_ca, expired, acl, will_acl, retained_quota, check_failed, identity, no_certificate, handshake)."},
 			[]string{"reason"}),
 		checkSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fleetpki_mqtt_revocation_check_seconds",
 			Help: "Time to establish a connecting certificate's revocation status.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, live func() float64) (*metrics, error
 			return nil, fmt.Errorf("broker metrics: %w", err)
 		}
 	}
-	for _, r := range []string{"revoked", "unknown_ca", "expired", "acl", "check_failed", "identity", "no_certificate", "handshake"} {
+	for _, r := range []string{"revoked", "unknown_ca", "expired", "acl", "will_acl", "retained_quota", "check_failed", "identity", "no_certificate", "handshake"} {
 		m.refused.WithLabelValues(r)
 	}
 	return m, nil

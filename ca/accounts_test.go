@@ -3,11 +3,15 @@ package ca
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/argon2"
 
 	"github.com/fleetpki/fleetpki/pki"
 )
@@ -58,6 +62,22 @@ func (m *memAccounts) GetUser(_ context.Context, name string) (pki.User, error) 
 	return u, nil
 }
 
+func (m *memAccounts) UpdateUser(_ context.Context, name string, disabled bool, hash string, ev pki.AuditEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[name]
+	if !ok {
+		return pki.Errorf(pki.NotFound, "no user")
+	}
+	u.Disabled = disabled
+	if hash != "" {
+		u.PasswordHash = hash
+	}
+	m.users[name] = u
+	m.appendAudit(ev)
+	return nil
+}
+
 func (m *memAccounts) CreateAPIToken(_ context.Context, t pki.APIToken, ev pki.AuditEvent) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -105,7 +125,7 @@ func (c *fixedClock) Now() time.Time { return c.t }
 
 func TestPasswordHash(t *testing.T) {
 	h := HashPassword("correct horse battery")
-	if !strings.HasPrefix(h, "$argon2id$v=19$m=65536,t=3,p=2$") {
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
 		t.Fatalf("hash %q is not PHC argon2id with the chosen parameters", h)
 	}
 	if h == HashPassword("correct horse battery") {
@@ -120,7 +140,7 @@ func TestPasswordHash(t *testing.T) {
 		"empty hash":     {"", "x", false},
 		"truncated":      {h[:len(h)-5], "correct horse battery", false},
 		"other scheme":   {strings.Replace(h, "argon2id", "argon2i", 1), "correct horse battery", false},
-		"huge memory":    {strings.Replace(h, "m=65536", "m=99999999", 1), "correct horse battery", false},
+		"huge memory":    {strings.Replace(h, "m=19456", "m=99999999", 1), "correct horse battery", false},
 	} {
 		if got := VerifyPassword(tc.hash, tc.pw); got != tc.want {
 			t.Errorf("%s: VerifyPassword = %v, want %v", name, got, tc.want)
@@ -195,6 +215,16 @@ func TestAccounts(t *testing.T) {
 	if re.MatchString("xdev-1") || re.MatchString("dev-1x") || !re.MatchString("dev-42") {
 		t.Fatal("device pattern is not anchored")
 	}
+	// A pattern that closes the anchoring group itself would, once
+	// wrapped, match any id: it must be refused before it is anchored.
+	for _, p := range []string{`sensor-[0-9]+)|(.*`, `a)|(?:.*`, `x))|((.*`, `\Q`, strings.Repeat("a", 600)} {
+		if _, _, err := a.CreateCredential(ctx, CredentialSpec{Name: "escape", DevicePattern: p}, actor); !errors.Is(err, pki.Invalid) {
+			t.Errorf("pattern %q: err = %v, want Invalid", p, err)
+		}
+		if re, err := CompileDevicePattern(p); err == nil && re.MatchString("anything-at-all") {
+			t.Errorf("pattern %q compiled and matches any id", p)
+		}
+	}
 
 	if n, err := a.VerifyAudit(ctx); err != nil || n != 3 {
 		t.Fatalf("VerifyAudit = %d, %v; want 3 events, nil", n, err)
@@ -246,5 +276,48 @@ func TestVerifyAuditRecent(t *testing.T) {
 	clock.t = clock.t.Add(auditFullEvery)
 	if _, err := a.VerifyAuditRecent(ctx); err == nil {
 		t.Fatal("a tampered old event passed the full check")
+	}
+}
+
+// A hash made with older, costlier parameters still verifies and is
+// replaced by one with the current parameters at the next sign-in.
+func TestPasswordRehash(t *testing.T) {
+	ctx := context.Background()
+	st := newMemAccounts()
+	a := NewAccounts(st, nil)
+	if _, err := a.CreateUser(ctx, "old", pki.RoleAuditor, "long enough password", pki.Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	salt := []byte("0123456789abcdef")
+	key := argon2.IDKey([]byte("long enough password"), salt, 3, 64*1024, 2, 32)
+	u := st.users["old"]
+	u.PasswordHash = fmt.Sprintf("$argon2id$v=19$m=65536,t=3,p=2$%s$%s", base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+	st.users["old"] = u
+	if _, err := a.CheckPassword(ctx, "old", "long enough password"); err != nil {
+		t.Fatalf("an old-parameter hash no longer verifies: %v", err)
+	}
+	if h := st.users["old"].PasswordHash; !currentHashParams(h) {
+		t.Fatalf("hash after sign-in = %q, want the current parameters", h)
+	}
+	if _, err := a.CheckPassword(ctx, "old", "long enough password"); err != nil {
+		t.Fatalf("the rehashed password does not verify: %v", err)
+	}
+}
+
+// At most maxConcurrentHashes password hashes run at once; past the wait a
+// check is refused as Unavailable rather than queued without bound.
+func TestPasswordHashSlots(t *testing.T) {
+	a := NewAccounts(newMemAccounts(), nil)
+	n := cap(a.hashSlots)
+	for range n {
+		a.hashSlots <- struct{}{} // every slot busy
+	}
+	start := time.Now()
+	_, err := a.CheckPassword(context.Background(), "anyone", "some password")
+	if !errors.Is(err, pki.Unavailable) {
+		t.Fatalf("with every hash slot taken: err = %v, want Unavailable", err)
+	}
+	if waited := time.Since(start); waited < hashWait || waited > hashWait+time.Second {
+		t.Errorf("waited %v for a slot, want about %v", waited, hashWait)
 	}
 }

@@ -30,6 +30,8 @@ type Store interface {
 	RevokeDevice(ctx context.Context, deviceID string, reason pki.RevocationReason, at time.Time, ev pki.AuditEvent) ([]pki.CertRecord, error)
 	// AppendAudit appends an event that records no other change.
 	AppendAudit(ctx context.Context, ev pki.AuditEvent) error
+	// ListCertificates lists certificates, newest first.
+	ListCertificates(ctx context.Context, f pki.CertFilter) (pki.Page[pki.CertRecord], error)
 }
 
 // Config configures a CA.
@@ -44,6 +46,10 @@ type Config struct {
 	PublicURL string
 	// ProfilesDir holds extra profiles as *.json files (see ProfileSpec); optional.
 	ProfilesDir string
+	// MaxValidPerDevice bounds the unexpired, unrevoked certificates one
+	// device may hold when it renews (default 3): a device renewing in a
+	// loop cannot mint itself an unbounded supply of valid identities.
+	MaxValidPerDevice int
 	// Clock tells the time; nil means the system clock.
 	Clock pki.Clock
 	// Logger receives the CA's logs; nil discards them.
@@ -81,6 +87,7 @@ type CA struct {
 	log         *slog.Logger
 	feed        feed
 	onIssued    atomic.Pointer[func(pki.CertRecord)]
+	maxValid    int
 }
 
 // OnIssued registers f to be called with each certificate after it
@@ -105,6 +112,9 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxValidPerDevice <= 0 {
+		cfg.MaxValidPerDevice = 3
+	}
 	profiles, err := loadProfiles(cfg.ProfilesDir, u)
 	if err != nil {
 		return nil, fmt.Errorf("new CA: %w", err)
@@ -126,6 +136,7 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 		issuerKeyID: cfg.Hierarchy.IssuerKeyID(),
 		clock:       cfg.Clock,
 		log:         cfg.Logger,
+		maxValid:    cfg.MaxValidPerDevice,
 	}
 	c.feed.log = cfg.Logger
 	if left := cfg.Hierarchy.Intermediate().NotAfter.Sub(cfg.Clock.Now()); left < 90*24*time.Hour {

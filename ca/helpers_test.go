@@ -105,6 +105,22 @@ func (m *memStore) RevokeDevice(_ context.Context, deviceID string, reason pki.R
 	return out, nil
 }
 
+// ListCertificates supports what the CA asks: a device's valid certificates.
+func (m *memStore) ListCertificates(_ context.Context, f pki.CertFilter) (pki.Page[pki.CertRecord], error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var p pki.Page[pki.CertRecord]
+	for _, c := range m.certs {
+		if (f.DeviceID == "" || c.DeviceID == f.DeviceID) && (f.Status == "" || c.StatusAt(f.Now) == f.Status) {
+			p.Items = append(p.Items, c)
+		}
+	}
+	if f.Limit > 0 && len(p.Items) > f.Limit {
+		p.Items = p.Items[:f.Limit]
+	}
+	return p, nil
+}
+
 func (m *memStore) AppendAudit(_ context.Context, ev pki.AuditEvent) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -140,6 +140,14 @@ func (c *CA) Renew(ctx context.Context, current *x509.Certificate, csrBytes []by
 	if err != nil {
 		return nil, fmt.Errorf("renew %s: %w", serial, err)
 	}
+	valid, err := c.store.ListCertificates(ctx, pki.CertFilter{DeviceID: rec.DeviceID, Status: pki.CertValid, Now: now, Limit: c.maxValid})
+	if err != nil {
+		return nil, fmt.Errorf("renew %s: %w", serial, err)
+	}
+	if len(valid.Items) >= c.maxValid {
+		return nil, pki.Errorf(pki.Conflict, "renew: device %q already holds %d valid certificates, the most allowed; revoke an old one (superseded) or let it expire",
+			rec.DeviceID, c.maxValid)
+	}
 	csr, err := parseCSR(csrBytes, p)
 	if err != nil {
 		c.log.DebugContext(ctx, "renewal refused", "device_id", rec.DeviceID, "serial", serial, "err", err)

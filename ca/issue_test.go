@@ -312,3 +312,29 @@ func TestRenew(t *testing.T) {
 		}
 	})
 }
+
+// A device renewing in a loop holds at most MaxValidPerDevice valid
+// certificates; revoking one (superseded) makes room again.
+func TestRenewBound(t *testing.T) {
+	c := newTestCAWith(t, Config{Hierarchy: sharedHierarchy(t, ECDSAP256), Store: newMemStore(), MaxValidPerDevice: 3})
+	cur, err := c.Issue(t.Context(), IssueRequest{DeviceID: "looper", CSR: makeCSR(t, ecKey(t, elliptic.P256()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var renewed *Issued
+	for i := range 2 {
+		if renewed, err = c.Renew(t.Context(), cur.Certificate, makeCSR(t, ecKey(t, elliptic.P256())), pki.Actor{}); err != nil {
+			t.Fatalf("renewal %d: %v", i+1, err)
+		}
+	}
+	if iss, err := c.Renew(t.Context(), cur.Certificate, makeCSR(t, ecKey(t, elliptic.P256())), pki.Actor{}); iss != nil || !isKind(err, pki.Conflict) {
+		t.Fatalf("a renewal past 3 valid certificates: %v, %v; want pki.Conflict", iss, err)
+	}
+	// Superseding the old certificate makes room again.
+	if _, err := c.Revoke(t.Context(), cur.Record.Serial, pki.ReasonSuperseded, pki.Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Renew(t.Context(), renewed.Certificate, makeCSR(t, ecKey(t, elliptic.P256())), pki.Actor{}); err != nil {
+		t.Fatalf("renewal after superseding the old certificate: %v", err)
+	}
+}

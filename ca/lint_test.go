@@ -159,3 +159,41 @@ func TestEd25519ProfileVerifiesAndLints(t *testing.T) {
 		t.Errorf("Ed25519 under the device profile: err = %v, want pki.Invalid", err)
 	}
 }
+
+// A device id past RFC 5280's 64-character CN bound is named by the URI SAN
+// alone: the subject is empty, the SAN critical, zlint finds nothing, and
+// OpenSSL verifies it.
+func TestLongDeviceIDLints(t *testing.T) {
+	c := newTestCAWith(t, Config{Hierarchy: sharedHierarchy(t, ECDSAP256)})
+	id := strings.Repeat("a", 65) + "-" + strings.Repeat("b", 60)
+	iss, err := c.Issue(t.Context(), IssueRequest{DeviceID: id, CSR: makeCSR(t, ecKey(t, elliptic.P256()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := iss.Certificate
+	if cert.Subject.CommonName != "" || len(cert.URIs) != 1 || cert.URIs[0].String() != pki.DeviceURI(id) {
+		t.Fatalf("subject %q, URIs %v: want an empty subject and the device URI", cert.Subject, cert.URIs)
+	}
+	critical := false
+	for _, e := range cert.Extensions {
+		if e.Id.String() == "2.5.29.17" {
+			critical = e.Critical
+		}
+	}
+	if !critical {
+		t.Error("the SAN of a certificate with an empty subject is not critical")
+	}
+	h := c.Hierarchy()
+	opensslVerify(t, h.Root(), h.Intermediate(), cert)
+	zlintClean(t, "long-id leaf", cert, nil)
+	// 64 characters still fit the CN.
+	id64 := strings.Repeat("c", 64)
+	iss, err = c.Issue(t.Context(), IssueRequest{DeviceID: id64, CSR: makeCSR(t, ecKey(t, elliptic.P256()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iss.Certificate.Subject.CommonName != id64 {
+		t.Errorf("CN = %q, want the 64-character id", iss.Certificate.Subject.CommonName)
+	}
+	zlintClean(t, "64-character leaf", iss.Certificate, nil)
+}

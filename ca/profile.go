@@ -27,6 +27,9 @@ import (
 	"github.com/fleetpki/fleetpki/pki"
 )
 
+// maxCommonName is RFC 5280's ub-common-name.
+const maxCommonName = 64
+
 // DefaultProfile is the profile used when a request names none.
 const DefaultProfile = "device"
 
@@ -166,6 +169,12 @@ type urls struct {
 // so neither the template nor x509util can copy a name from the CSR.
 func (p *profile) render(deviceID string, pub crypto.PublicKey, u urls) (*x509.Certificate, error) {
 	data := x509util.CreateTemplateData(deviceID, nil)
+	if len(deviceID) > maxCommonName {
+		// RFC 5280's upper bound on a CN is 64 characters; a longer id is
+		// named by the URI SAN alone, with an empty subject (Go then marks
+		// the SAN critical, as RFC 5280 §4.2.1.6 requires).
+		data.SetSubject(x509util.Subject{})
+	}
 	data.SetSubjectAlternativeNames(x509util.SubjectAlternativeName{Type: x509util.URIType, Value: pki.DeviceURI(deviceID)})
 	data.Set("DeviceID", deviceID)
 	data.Set("DeviceURI", pki.DeviceURI(deviceID))

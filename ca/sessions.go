@@ -17,6 +17,7 @@ type SessionStore interface {
 	GetWebSession(ctx context.Context, idHash string) (pki.WebSession, error)
 	TouchWebSession(ctx context.Context, idHash string, at time.Time) error
 	DeleteWebSession(ctx context.Context, idHash string) error
+	DeleteUserWebSessions(ctx context.Context, userName, keep string) error
 	GetUser(ctx context.Context, name string) (pki.User, error)
 	AppendAudit(ctx context.Context, ev pki.AuditEvent) error
 }
@@ -107,4 +108,13 @@ func (s *Sessions) Delete(ctx context.Context, id string, actor pki.Actor) error
 		return fmt.Errorf("sign out: %w", err)
 	}
 	return s.store.AppendAudit(ctx, pki.AuditEvent{Time: s.clock.Now(), Actor: actor, Action: pki.ActionWebLogout, Target: actor.Name})
+}
+
+// EndOthers ends every session of the user but the one of the cookie id
+// keep (after a password change, the other sign-ins must not live on).
+func (s *Sessions) EndOthers(ctx context.Context, userName, keep string) error {
+	if err := s.store.DeleteUserWebSessions(ctx, userName, sessionHash(keep)); err != nil {
+		return fmt.Errorf("end other sessions: %w", err)
+	}
+	return nil
 }

@@ -14,7 +14,10 @@ import (
 // x/crypto/ocsp puts extra extensions into the single response, while RFC
 // 6960 §4.4.1 wants the nonce in responseExtensions (golang/go#20001). So a
 // nonce answer takes the signed response apart, sets producedAt and the
-// nonce in tbsResponseData, and signs it again.
+// nonce in tbsResponseData, names the current responder (ResponderID and the
+// certificate the response carries: the stored response may have been
+// signed by an earlier responder, before a restart or a rotation), and
+// signs it again with the current responder's key.
 
 type ocspResponseASN1 struct {
 	Status asn1.Enumerated
@@ -30,7 +33,7 @@ type basicResponseASN1 struct {
 	TBS          asn1.RawValue
 	SigAlgorithm asn1.RawValue
 	Signature    asn1.BitString
-	Certificates asn1.RawValue `asn1:"optional,explicit,tag:0"`
+	Certificates []asn1.RawValue `asn1:"optional,explicit,tag:0"`
 }
 
 type responseDataASN1 struct {
@@ -43,9 +46,26 @@ type responseDataASN1 struct {
 
 var oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
 
-// withNonce returns der re-signed with the nonce extension (its value as the
-// client sent it) in responseExtensions and producedAt set to now.
-func withNonce(der, nonce []byte, key crypto.Signer, now time.Time) ([]byte, error) {
+// Nonce lengths RFC 8954 allows; a request whose nonce is outside them is
+// answered without one (the cacheable answer), as the RFC permits.
+const (
+	minNonce = 1
+	maxNonce = 32
+)
+
+// validNonce reports whether an id-pkix-ocsp-nonce extension value (the DER
+// of its OCTET STRING) holds 1 to 32 octets.
+func validNonce(value []byte) bool {
+	var octets []byte
+	rest, err := asn1.Unmarshal(value, &octets)
+	return err == nil && len(rest) == 0 && len(octets) >= minNonce && len(octets) <= maxNonce
+}
+
+// withNonce returns der re-signed by s with the nonce extension (its value
+// as the client sent it) in responseExtensions, producedAt set to now, and
+// s's responder as ResponderID and as the certificate carried.
+func withNonce(der, nonce []byte, s *Signer, now time.Time) ([]byte, error) {
+	key := s.Key
 	if _, ok := key.Public().(*ecdsa.PublicKey); !ok {
 		return nil, errors.New("nonce responses need an ECDSA responder key")
 	}
@@ -63,6 +83,8 @@ func withNonce(der, nonce []byte, key crypto.Signer, now time.Time) ([]byte, err
 	}
 	data.ProducedAt = now.UTC().Truncate(time.Second)
 	data.Extensions = []rawExtension{{ID: oidNonce, Value: nonce}}
+	// ResponderID byName, as x/crypto/ocsp writes it: [1] EXPLICIT Name.
+	data.ResponderID = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: s.Responder.RawSubject}
 	tbs, err := asn1.Marshal(data)
 	if err != nil {
 		return nil, fmt.Errorf("nonce: %w", err)
@@ -79,6 +101,7 @@ func withNonce(der, nonce []byte, key crypto.Signer, now time.Time) ([]byte, err
 	basic.TBS = asn1.RawValue{FullBytes: tbs}
 	basic.SigAlgorithm = asn1.RawValue{FullBytes: alg}
 	basic.Signature = asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}
+	basic.Certificates = []asn1.RawValue{{FullBytes: s.Responder.Raw}}
 	if resp.Bytes.Response, err = asn1.Marshal(basic); err != nil {
 		return nil, fmt.Errorf("nonce: %w", err)
 	}

@@ -96,7 +96,7 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	der, err := rs.requestBytes(w, r)
 	if err != nil {
 		if errors.Is(err, errMethod) {
-			w.Header().Set("Allow", "GET, POST")
+			w.Header().Set("Allow", "GET, HEAD, POST")
 			http.Error(w, "use GET or POST", http.StatusMethodNotAllowed)
 			return
 		}
@@ -168,8 +168,10 @@ func (rs *Responder) requestBytes(w http.ResponseWriter, r *http.Request) ([]byt
 			return nil, err
 		}
 		return b, nil
-	case http.MethodGet:
-		// The request is the last path segment(s): base64 may contain '/'.
+	case http.MethodGet, http.MethodHead:
+		// HEAD answers like GET (RFC 9110), without the body, for the HTTP
+		// caches in front of a responder. The request is the last path
+		// segment(s): base64 may contain '/'.
 		p := r.URL.EscapedPath()
 		i := strings.Index(p, "/ocsp/")
 		if i < 0 {

@@ -122,6 +122,12 @@ type CacheConfig struct {
 	// (clients accept that; OpenSSL warns). Default 2,000/s, burst 4,000.
 	NonceRate  float64
 	NonceBurst int
+	// UnknownRate and UnknownBurst bound the "unknown" answers signed per
+	// second, for serials this CA never issued: anyone can ask about any
+	// number, so such answers are neither cached nor unbounded. Past the
+	// limit the answer is "unauthorized" (unsigned). Default 200/s, burst 400.
+	UnknownRate  float64
+	UnknownBurst int
 	// Responses, when set, holds pre-signed responses (see Presigner): a
 	// miss in memory takes the stored one if it is fresh and states the
 	// certificate's current status, and a response signed on a miss is stored.
@@ -132,9 +138,10 @@ type CacheConfig struct {
 // half their validity has passed, so the hot path is a map lookup; a
 // revocation drops the certificate's entry at once (Revoked).
 type CacheSource struct {
-	cfg    CacheConfig
-	signer atomic.Pointer[Signer]
-	nonces *rate.Limiter
+	cfg      CacheConfig
+	signer   atomic.Pointer[Signer]
+	nonces   *rate.Limiter
+	unknowns *rate.Limiter
 
 	mu      sync.RWMutex
 	entries map[cacheKey]*Response
@@ -169,7 +176,14 @@ func NewCacheSource(cfg CacheConfig) (*CacheSource, error) {
 	if cfg.NonceBurst <= 0 {
 		cfg.NonceBurst = 2 * int(cfg.NonceRate)
 	}
-	c := &CacheSource{cfg: cfg, entries: map[cacheKey]*Response{}, nonces: rate.NewLimiter(rate.Limit(cfg.NonceRate), cfg.NonceBurst)}
+	if cfg.UnknownRate <= 0 {
+		cfg.UnknownRate = 200
+	}
+	if cfg.UnknownBurst <= 0 {
+		cfg.UnknownBurst = 2 * int(cfg.UnknownRate)
+	}
+	c := &CacheSource{cfg: cfg, entries: map[cacheKey]*Response{}, nonces: rate.NewLimiter(rate.Limit(cfg.NonceRate), cfg.NonceBurst),
+		unknowns: rate.NewLimiter(rate.Limit(cfg.UnknownRate), cfg.UnknownBurst)}
 	c.signer.Store(cfg.Signer)
 	return c, nil
 }
@@ -192,13 +206,13 @@ func (c *CacheSource) Ready() error { return c.signer.Load().Validate(c.cfg.Cloc
 // echoed (RFC 6960 §4.4.1); nonce answers are not cached.
 func (c *CacheSource) Response(ctx context.Context, req *Request) (*Response, error) {
 	r, err := c.response(ctx, req)
-	if err != nil || req.Nonce == nil {
-		return r, err
+	if err != nil || req.Nonce == nil || !validNonce(req.Nonce) {
+		return r, err // no nonce, or one outside RFC 8954's 1–32 octets: the cacheable answer
 	}
 	if !c.nonces.Allow() {
 		return r, nil // over the signing budget: the cached answer, no nonce
 	}
-	der, err := withNonce(r.DER, req.Nonce, c.signer.Load().Key, c.cfg.Clock.Now())
+	der, err := withNonce(r.DER, req.Nonce, c.signer.Load(), c.cfg.Clock.Now())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 	}
@@ -230,6 +244,9 @@ func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, er
 	default:
 		st.Good, answer = true, "good"
 	}
+	if answer == "unknown" {
+		return c.unknown(st, req.HashAlgorithm, now)
+	}
 	r = c.stored(ctx, rec, req.HashAlgorithm, answer, now)
 	if r == nil {
 		// thisUpdate a minute back tolerates clients whose clocks run behind.
@@ -239,7 +256,7 @@ func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, er
 			return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 		}
 		r = &Response{DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity), Answer: answer, Cache: "signed"}
-		if name, ok := hashName(req.HashAlgorithm); ok && c.cfg.Responses != nil && answer != "unknown" {
+		if name, ok := hashName(req.HashAlgorithm); ok && c.cfg.Responses != nil {
 			// Best effort: the presigner's sweep covers a failure here.
 			_ = c.cfg.Responses.SaveOCSPResponses(ctx, []pki.OCSPResponse{{Serial: serial, Hash: name, Status: rec.Status,
 				DER: der, ThisUpdate: this, NextUpdate: r.NextUpdate}})
@@ -254,6 +271,22 @@ func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, er
 	m.Cache = "memory"
 	c.entries[key] = &m
 	c.mu.Unlock()
+	return r, nil
+}
+
+// unknown signs an "unknown" answer for a serial this CA never issued,
+// within its budget, and keeps nothing: the serial is the asker's choice.
+func (c *CacheSource) unknown(st Status, h crypto.Hash, now time.Time) (*Response, error) {
+	if !c.unknowns.Allow() {
+		return nil, fmt.Errorf("%w: over the budget for unknown serials", ErrUnauthorized)
+	}
+	this := now.Add(-time.Minute).Truncate(time.Second)
+	der, err := c.signer.Load().Sign(st, h, this, this.Add(c.cfg.Validity))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
+	}
+	r := &Response{DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity), Answer: "unknown", Cache: "signed"}
+	r.headers()
 	return r, nil
 }
 

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Role is an administrator's role. Each role includes the rights of those below it.
+// Role is an administrator's role. Each of auditor, operator and admin
+// includes the rights of those below it; broker stands apart.
 type Role string
 
 const (
@@ -15,22 +16,30 @@ const (
 	RoleOperator Role = "operator"
 	// RoleAdmin also manages credentials and users.
 	RoleAdmin Role = "admin"
+	// RoleBroker is a machine identity of an enforcement point (a
+	// standalone broker): it may follow the revocation event stream and
+	// nothing else; it reads no device and revokes nothing.
+	RoleBroker Role = "broker"
 )
 
 var roleRank = map[Role]int{RoleAuditor: 1, RoleOperator: 2, RoleAdmin: 3}
 
-// ParseRole accepts "admin", "operator" or "auditor".
+// ParseRole accepts "admin", "operator", "auditor" or "broker".
 func ParseRole(s string) (Role, error) {
 	r := Role(s)
-	if _, ok := roleRank[r]; !ok {
-		return "", Errorf(Invalid, "unknown role %q (want admin, operator or auditor)", truncate(s, 32))
+	if _, ok := roleRank[r]; !ok && r != RoleBroker {
+		return "", Errorf(Invalid, "unknown role %q (want admin, operator, auditor or broker)", truncate(s, 32))
 	}
 	return r, nil
 }
 
 // Allows reports whether a holder of r may act where need is required.
-// An unknown role allows nothing.
+// An unknown role allows nothing; broker allows only broker routes, which
+// admin may also use.
 func (r Role) Allows(need Role) bool {
+	if need == RoleBroker {
+		return r == RoleBroker || r == RoleAdmin
+	}
 	have, ok := roleRank[r]
 	return ok && have >= roleRank[need]
 }

@@ -33,7 +33,8 @@ func TestRoles(t *testing.T) {
 		ok         bool
 	}{
 		{RoleAdmin, RoleOperator, true}, {RoleOperator, RoleOperator, true}, {RoleAuditor, RoleOperator, false},
-		{RoleOperator, RoleAdmin, false}, {RoleAuditor, RoleAuditor, true}, {"", RoleAuditor, false}, {"root", RoleAuditor, false},
+		{RoleOperator, RoleAdmin, false}, {RoleAuditor, RoleAuditor, true},
+		{RoleBroker, RoleBroker, true}, {RoleAdmin, RoleBroker, true}, {RoleOperator, RoleBroker, false}, {RoleBroker, RoleAuditor, false}, {"", RoleAuditor, false}, {"root", RoleAuditor, false},
 	}
 	for _, c := range cases {
 		if got := c.have.Allows(c.need); got != c.ok {

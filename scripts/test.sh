@@ -113,6 +113,22 @@ setup_postgres() {
 	unset FLEETPKI_TEST_DATABASE_URL
 }
 
+# fuzz runs each fuzz target of a security-relevant path briefly (FUZZTIME,
+# default 8s each): CSR, device-id, serial, OCSP request and response
+# parsing, the broker's ACL and CONNECT checks, the edge's text check, the
+# sign-in redirect and the enrollment body. Longer runs:
+# FUZZTIME=10m scripts/test.sh fuzz.
+fuzz() {
+	local t=${FUZZTIME:-8s} target pkg
+	for target in ca:FuzzParseCSR pki:FuzzValidateDeviceID pki:FuzzParseSerial ocspresponder:FuzzParseRequest \
+		broker:FuzzACL broker:FuzzConnect broker/remote:FuzzResponse internal/textcheck:FuzzCheck \
+		web:FuzzNextPath api:FuzzDecodeEnroll; do
+		pkg=${target%%:*}
+		log "fuzz ${target#*:} ($t)"
+		go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$t" "./$pkg"
+	done
+}
+
 case "${1:-all}" in
 lint)
 	lint
@@ -123,13 +139,17 @@ all)
 	setup_postgres
 	log "go test -race"
 	go test -race -timeout "$TEST_TIMEOUT" ./...
+	fuzz
+	;;
+fuzz)
+	fuzz
 	;;
 bench)
 	setup_postgres
 	go test -run '^$' -bench "${2:-.}" -benchmem -count "${3:-1}" ./...
 	;;
 *)
-	echo "usage: $0 [all|lint|bench [regexp] [count]]" >&2
+	echo "usage: $0 [all|lint|fuzz|bench [regexp] [count]]" >&2
 	exit 2
 	;;
 esac

@@ -135,6 +135,9 @@ type Store interface {
 	GetWebSession(ctx context.Context, idHash string) (pki.WebSession, error)
 	TouchWebSession(ctx context.Context, idHash string, at time.Time) error
 	DeleteWebSession(ctx context.Context, idHash string) error
+	// DeleteUserWebSessions ends every session of the user except the one
+	// whose id hash is keep ("" keeps none).
+	DeleteUserWebSessions(ctx context.Context, userName, keep string) error
 	// Stats counts devices and certificates for the dashboard, with the
 	// certificates issued on each of the last days UTC days.
 	Stats(ctx context.Context, now time.Time, days int) (pki.Stats, error)

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -67,24 +68,14 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, http.StatusForbidden, "The sign-in form expired. Reload the page and try again.")
 		return
 	}
-	ip := remoteIP(r)
-	if wait := u.throttle.blocked(name, ip); wait > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		u.renderLogin(w, r, http.StatusTooManyRequests, name, fmt.Sprintf("Too many failed sign-ins. Try again in %s.", wait.Round(time.Second)))
-		return
-	}
-	user, err := u.cfg.Accounts.CheckPassword(r.Context(), name, password)
+	user, err := u.checkPassword(w, r, name, password, func(status int, msg string) { u.renderLogin(w, r, status, name, msg) })
 	if err != nil {
-		if !errors.Is(err, pki.Unauthenticated) {
-			u.serverError(w, r, err)
-			return
-		}
-		u.throttle.failed(name, ip)
-		u.log.InfoContext(r.Context(), "web sign-in failed", "user", name, "remote", r.RemoteAddr)
-		u.renderLogin(w, r, http.StatusUnauthorized, name, "Wrong user name or password.")
 		return
 	}
-	u.throttle.succeeded(name)
+	if user.Role == pki.RoleBroker {
+		u.renderLogin(w, r, http.StatusForbidden, name, "This is a broker's machine identity: it has API tokens, not a web sign-in.")
+		return
+	}
 	id, _, err := u.cfg.Sessions.Create(r.Context(), user, pki.Actor{RemoteAddr: r.RemoteAddr})
 	if err != nil {
 		u.serverError(w, r, err)
@@ -94,6 +85,44 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	http.Redirect(w, r, nextPath(r.PostFormValue("next")), http.StatusSeeOther)
 }
+
+// checkPassword checks a password under the throttle: the attempt is
+// counted before the password is hashed, so concurrent guesses cannot
+// pass the limit. On any failure it has answered through refuse (429 or
+// 503 with Retry-After, 401) or as a server error, and returns an error.
+func (u *UI) checkPassword(w http.ResponseWriter, r *http.Request, name, password string, refuse func(status int, msg string)) (pki.User, error) {
+	ip := remoteIP(r)
+	att, wait := u.throttle.begin(name, ip)
+	if att == nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		refuse(http.StatusTooManyRequests, fmt.Sprintf("Too many failed sign-ins. Try again in %s.", wait.Round(time.Second)))
+		return pki.User{}, errThrottled
+	}
+	user, err := u.cfg.Accounts.CheckPassword(r.Context(), name, password)
+	switch {
+	case err == nil:
+		att.done(true)
+		return user, nil
+	case errors.Is(err, pki.Unauthenticated):
+		n := att.done(false)
+		level := slog.LevelInfo
+		if n >= userAlarm {
+			level = slog.LevelWarn // many failures for one name, from any addresses
+		}
+		u.log.Log(r.Context(), level, "password check failed", "user", name, "remote", r.RemoteAddr, "user_failures_in_window", n)
+		refuse(http.StatusUnauthorized, "Wrong user name or password.")
+	case errors.Is(err, pki.Unavailable):
+		att.done(true) // not the caller's failure: nothing was checked
+		w.Header().Set("Retry-After", "2")
+		refuse(http.StatusServiceUnavailable, "Too many sign-ins at once. Try again in a moment.")
+	default:
+		att.done(true)
+		u.serverError(w, r, err)
+	}
+	return pki.User{}, err
+}
+
+var errThrottled = errors.New("throttled")
 
 func (u *UI) renderLogin(w http.ResponseWriter, r *http.Request, status int, name, msg string) {
 	tok := randomToken()
@@ -512,7 +541,7 @@ func (u *UI) renderUsers(w http.ResponseWriter, r *http.Request, status int, ext
 		u.serverError(w, r, err)
 		return
 	}
-	data := map[string]any{"Users": us, "Roles": []pki.Role{pki.RoleAuditor, pki.RoleOperator, pki.RoleAdmin}}
+	data := map[string]any{"Users": us, "Roles": []pki.Role{pki.RoleAuditor, pki.RoleOperator, pki.RoleAdmin, pki.RoleBroker}}
 	for k, v := range extra {
 		data[k] = v
 	}
@@ -594,15 +623,37 @@ func (u *UI) changePassword(w http.ResponseWriter, r *http.Request) {
 		u.render(w, r, http.StatusBadRequest, "account", map[string]any{"Error": "The new password and its confirmation differ."})
 		return
 	}
-	err := u.cfg.Accounts.ChangePassword(r.Context(), currentUser(r).Name, cur, next, actor(r))
+	name := currentUser(r).Name
+	// The current password is checked under the sign-in throttle first: a
+	// stolen session must not become an unthrottled password oracle.
+	refuse := func(status int, msg string) {
+		if status == http.StatusUnauthorized {
+			status, msg = http.StatusForbidden, "The current password is wrong."
+		}
+		u.render(w, r, status, "account", map[string]any{"Error": msg})
+	}
+	if _, err := u.checkPassword(w, r, name, cur, refuse); err != nil {
+		return
+	}
+	err := u.cfg.Accounts.ChangePassword(r.Context(), name, cur, next, actor(r))
 	switch {
 	case errors.Is(err, pki.Unauthenticated):
 		u.render(w, r, http.StatusForbidden, "account", map[string]any{"Error": "The current password is wrong."})
 	case errors.Is(err, pki.Invalid):
 		u.render(w, r, http.StatusBadRequest, "account", map[string]any{"Error": pki.Message(err)})
 	case err != nil:
-		u.serverError(w, r, err)
+		u.domainError(w, r, err)
 	default:
+		// Every other sign-in of this user ends: whoever changed the
+		// password may be locking out someone who learnt the old one.
+		keep := ""
+		if c, _ := r.Cookie(sessionCookie); c != nil {
+			keep = c.Value
+		}
+		if err := u.cfg.Sessions.EndOthers(r.Context(), name, keep); err != nil {
+			u.serverError(w, r, err)
+			return
+		}
 		u.render(w, r, http.StatusOK, "account", map[string]any{"Done": true})
 	}
 }

@@ -120,6 +120,9 @@ func (u *UI) domainError(w http.ResponseWriter, r *http.Request, err error) {
 		u.fail(w, r, http.StatusConflict, pki.Message(err))
 	case errors.Is(err, pki.Forbidden):
 		u.fail(w, r, http.StatusForbidden, pki.Message(err))
+	case errors.Is(err, pki.Unavailable):
+		w.Header().Set("Retry-After", "5")
+		u.fail(w, r, http.StatusServiceUnavailable, pki.Message(err))
 	default:
 		u.serverError(w, r, err)
 	}

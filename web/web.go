@@ -16,12 +16,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/textcheck"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -59,6 +61,7 @@ type Sessions interface {
 	Create(ctx context.Context, u pki.User, actor pki.Actor) (id, csrf string, err error)
 	Lookup(ctx context.Context, id string) (pki.User, pki.WebSession, error)
 	Delete(ctx context.Context, id string, actor pki.Actor) error
+	EndOthers(ctx context.Context, userName, keep string) error
 }
 
 // OCSPAnswer is what the OCSP responder answers about a certificate.
@@ -169,7 +172,10 @@ func (u *UI) routes() http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, http.StatusForbidden, "This request came from another site and was refused.")
 	}))
-	r.Use(middleware.RequestID, u.recoverer, securityHeaders, cop.Handler, limitBody)
+	r.Use(middleware.RequestID, u.recoverer, securityHeaders, cop.Handler, limitBody, middleware.GetHead,
+		textcheck.Middleware(func(w http.ResponseWriter, r *http.Request, what string) {
+			u.fail(w, r, http.StatusBadRequest, "The request was refused: "+textcheck.Message(what)+".")
+		}))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, http.StatusNotFound, "There is no such page.")
 	})
@@ -188,10 +194,16 @@ func (u *UI) routes() http.Handler {
 	return r
 }
 
-// staticFiles serves the embedded assets with a day of caching.
+// staticFiles serves the embedded assets with a day of caching: files
+// only, never a directory listing.
 func staticFiles(fsys fs.FS) http.Handler {
 	h := http.FileServerFS(fsys)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		if fi, err := fs.Stat(fsys, name); name == "" || err != nil || !fi.Mode().IsRegular() {
+			http.NotFound(w, r)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=86400")
 		h.ServeHTTP(w, r)
 	})
@@ -302,4 +314,18 @@ func currentSession(r *http.Request) pki.WebSession {
 // actor names who did something, for the audit log.
 func actor(r *http.Request) pki.Actor {
 	return pki.Actor{Name: currentUser(r).Name, RemoteAddr: r.RemoteAddr, RequestID: middleware.GetReqID(r.Context())}
+}
+
+// Route is one route the UI serves: a method and a chi pattern.
+type Route struct{ Method, Pattern string }
+
+// Routes lists every route the UI serves, walked from its router, so that
+// tests from outside (a running server's hostile-input suite) cover each.
+func Routes() []Route {
+	var out []Route
+	_ = chi.Walk((&UI{}).routes().(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		out = append(out, Route{method, route})
+		return nil
+	})
+	return out
 }

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +34,7 @@ type env struct {
 	h     http.Handler
 	clock *clock
 	ca    *ca.CA
+	cfg   Config // what h was built from
 }
 
 const testPassword = "correct horse battery staple"
@@ -47,11 +51,12 @@ func newEnv(t *testing.T) *env {
 			t.Fatal(err)
 		}
 	}
-	handler, err := New(Config{Accounts: accounts, Directory: ca.NewDirectory(st, clk), Revoker: c, Sessions: ca.NewSessions(st, clk), Clock: clk})
+	cfg := Config{Accounts: accounts, Directory: ca.NewDirectory(st, clk), Revoker: c, Sessions: ca.NewSessions(st, clk), Clock: clk}
+	handler, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{h: handler, clock: clk, ca: c}
+	return &env{h: handler, clock: clk, ca: c, cfg: cfg}
 }
 
 // client is a browser-like session: cookies, and the CSRF token of the last page.
@@ -60,6 +65,7 @@ type client struct {
 	e      *env
 	cookie map[string]string
 	csrf   string
+	remote string // RemoteAddr of its requests (default httptest's 192.0.2.1:1234)
 }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
@@ -81,6 +87,9 @@ func (c *client) do(method, path string, form url.Values, hdr ...string) (*http.
 	for k, v := range c.cookie {
 		req.AddCookie(&http.Cookie{Name: k, Value: v})
 	}
+	if c.remote != "" {
+		req.RemoteAddr = c.remote
+	}
 	rec := httptest.NewRecorder()
 	c.e.h.ServeHTTP(rec, req)
 	resp := rec.Result()
@@ -100,7 +109,13 @@ func (c *client) do(method, path string, form url.Values, hdr ...string) (*http.
 
 func (e *env) login(t *testing.T, user, password string) (*client, *http.Response) {
 	t.Helper()
-	c := &client{t: t, e: e, cookie: map[string]string{}}
+	return e.loginFrom(t, "", user, password)
+}
+
+// loginFrom signs in from the address remote ("" for httptest's default).
+func (e *env) loginFrom(t *testing.T, remote, user, password string) (*client, *http.Response) {
+	t.Helper()
+	c := &client{t: t, e: e, cookie: map[string]string{}, remote: remote}
 	_, page := c.do(http.MethodGet, "/login", nil)
 	m := tokenRE.FindStringSubmatch(page)
 	if m == nil {
@@ -224,22 +239,83 @@ func TestCSRFAndCrossOrigin(t *testing.T) {
 
 func TestLoginThrottle(t *testing.T) {
 	e := newEnv(t)
-	for i := range maxUserFailures {
+	for i := range maxPairFailures {
 		if _, resp := e.login(t, "admin", "wrong"); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("failure %d: %d", i, resp.StatusCode)
 		}
 	}
 	_, resp := e.login(t, "admin", testPassword)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("right password after %d failures: %d, want 429 with Retry-After", maxUserFailures, resp.StatusCode)
+		t.Fatalf("right password after %d failures: %d, want 429 with Retry-After", maxPairFailures, resp.StatusCode)
 	}
-	// Other users are not locked out by it.
+	// Other users are not locked out by it, and neither is the admin from
+	// another address: nobody can lock the admin out from everywhere.
 	if _, resp := e.login(t, "operator", testPassword); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("another user: %d", resp.StatusCode)
 	}
-	e.clock.add(throttleLockout + time.Second)
+	if _, resp := e.loginFrom(t, "198.51.100.7:4000", "admin", testPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the admin from another address: %d, want a sign-in", resp.StatusCode)
+	}
+	e.clock.add(pairLockout + time.Second)
 	if _, resp := e.login(t, "admin", testPassword); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after the lockout: %d", resp.StatusCode)
+	}
+	// One address guessing many names is held at maxIPFailures.
+	const sprayer = "203.0.113.9:5000"
+	for i := range maxIPFailures {
+		if _, resp := e.loginFrom(t, sprayer, fmt.Sprintf("nobody-%d", i), "wrong"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("spray %d: %d", i, resp.StatusCode)
+		}
+	}
+	if _, resp := e.loginFrom(t, sprayer, "auditor", testPassword); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the sprayer's address after %d failures: %d, want 429", maxIPFailures, resp.StatusCode)
+	}
+}
+
+// countingAccounts counts the password checks that reach the accounts.
+type countingAccounts struct {
+	Accounts
+	checks atomic.Int64
+}
+
+func (c *countingAccounts) CheckPassword(ctx context.Context, name, password string) (pki.User, error) {
+	c.checks.Add(1)
+	return c.Accounts.CheckPassword(ctx, name, password)
+}
+
+// Twenty wrong passwords at once for one user: an attempt is counted before
+// its password is hashed, so at most the limit are checked.
+func TestConcurrentWrongPasswords(t *testing.T) {
+	e := newEnv(t)
+	counter := &countingAccounts{Accounts: e.cfg.Accounts}
+	cfg := e.cfg
+	cfg.Accounts = counter
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = h
+	var wg sync.WaitGroup
+	codes := make(chan int, 20)
+	for range 20 {
+		wg.Go(func() {
+			_, resp := e.login(t, "admin", "wrong")
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	n429 := 0
+	for c := range codes {
+		if c == http.StatusTooManyRequests {
+			n429++
+		}
+	}
+	if got := counter.checks.Load(); got > maxPairFailures {
+		t.Errorf("%d password checks ran, want at most %d", got, maxPairFailures)
+	}
+	if n429 < 20-maxPairFailures {
+		t.Errorf("%d attempts were refused with 429, want at least %d", n429, 20-maxPairFailures)
 	}
 }
 
@@ -295,6 +371,8 @@ func TestBadInput(t *testing.T) {
 		{http.MethodPost, "/devices/x/revoke", url.Values{"reason": {"bogus"}, "confirm": {"x"}}, http.StatusBadRequest},
 		{http.MethodPost, "/bulk-revoke", url.Values{"meta": {"lot"}, "reason": {"keyCompromise"}}, http.StatusBadRequest},
 		{http.MethodPost, "/credentials", url.Values{"name": {"bad name!"}}, http.StatusBadRequest},
+		{http.MethodPost, "/credentials", url.Values{"name": {"escape"}, "pattern": {`sensor-[0-9]+)|(.*`}}, http.StatusBadRequest},
+		{http.MethodGet, "/devices?q=a%00b", nil, http.StatusBadRequest},
 		{http.MethodPost, "/users", url.Values{"name": {"x"}, "role": {"root"}}, http.StatusBadRequest},
 	}
 	for _, tc := range cases {
@@ -305,6 +383,24 @@ func TestBadInput(t *testing.T) {
 		if resp.StatusCode != tc.want || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "<h1>") {
 			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// /static/ serves files, never a listing of them.
+func TestStaticNoListing(t *testing.T) {
+	e := newEnv(t)
+	c := &client{t: t, e: e, cookie: map[string]string{}}
+	if resp, _ := c.do(http.MethodGet, "/static/style.css", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("/static/style.css: %d", resp.StatusCode)
+	}
+	for _, p := range []string{"/static/", "/static", "/static/.", "/static/nope.css"} {
+		resp, body := c.do(http.MethodGet, p, nil)
+		if resp.StatusCode == http.StatusOK || strings.Contains(body, `href="style.css"`) {
+			t.Errorf("GET %s: %d %q, want no listing", p, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := c.do(http.MethodHead, "/login", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /login: %d, want 200 like GET", resp.StatusCode)
 	}
 }
 
@@ -331,6 +427,7 @@ func TestDisableUserAndChangePassword(t *testing.T) {
 	}
 
 	aud, _ := e.login(t, "auditor", testPassword)
+	audElsewhere, _ := e.loginFrom(t, "198.51.100.20:999", "auditor", testPassword)
 	const next = "a much longer new passphrase"
 	if resp, body := aud.do(http.MethodPost, "/account/password", url.Values{"csrf": {aud.csrf}, "current": {"wrong"}, "new": {next}, "confirm": {next}}); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "current password is wrong") {
 		t.Fatalf("wrong current password: %d", resp.StatusCode)
@@ -340,6 +437,12 @@ func TestDisableUserAndChangePassword(t *testing.T) {
 	}
 	if resp, body := aud.do(http.MethodPost, "/account/password", url.Values{"csrf": {aud.csrf}, "current": {testPassword}, "new": {next}, "confirm": {next}}); resp.StatusCode != http.StatusOK || !strings.Contains(body, "password is changed") {
 		t.Fatalf("change: %d", resp.StatusCode)
+	}
+	if resp, _ := aud.do(http.MethodGet, "/devices", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the session that changed the password ended: %d", resp.StatusCode)
+	}
+	if resp, _ := audElsewhere.do(http.MethodGet, "/devices", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("another session of the user survived the password change: %d, want a redirect to sign in", resp.StatusCode)
 	}
 	if _, resp := e.login(t, "auditor", testPassword); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("the old password still signs in: %d", resp.StatusCode)

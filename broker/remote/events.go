@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,17 +11,19 @@ import (
 	"time"
 
 	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/revocation"
 )
 
 // FollowEvents reads a fleetpki's revocation event stream (GET
-// /revocations/events, server-sent events) and sends each revoked serial to
+// /api/v1/revocations/events on the HTTPS listener, server-sent events,
+// authenticated with a broker token) and sends each revoked serial to
 // hints, reconnecting with backoff, until ctx ends. The events are only
-// hints: the broker confirms each over OCSP before acting, so this needs no
-// authentication and a forged event cannot lock a device out.
-func FollowEvents(ctx context.Context, client *http.Client, url string, hints chan<- pki.Serial, log *slog.Logger) {
+// hints: the broker confirms each over OCSP before acting, so a forged
+// event cannot lock a device out.
+func FollowEvents(ctx context.Context, client *http.Client, url, token string, hints chan<- pki.Serial, log *slog.Logger) {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		err := followOnce(ctx, client, url, hints)
+		err := followOnce(ctx, client, url, token, hints)
 		if ctx.Err() != nil {
 			return
 		}
@@ -39,12 +40,15 @@ func FollowEvents(ctx context.Context, client *http.Client, url string, hints ch
 // maxEventLine bounds one line of the stream.
 const maxEventLine = 4 << 10
 
-func followOnce(ctx context.Context, client *http.Client, url string, hints chan<- pki.Serial) error {
+func followOnce(ctx context.Context, client *http.Client, url, token string, hints chan<- pki.Serial) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -60,18 +64,12 @@ func followOnce(ctx context.Context, client *http.Client, url string, hints chan
 		if !ok {
 			continue // comments, event names, blank separators
 		}
-		var ev struct {
-			Serial string `json:"serial"`
-		}
-		if json.Unmarshal([]byte(strings.TrimSpace(data)), &ev) != nil {
-			continue
-		}
-		s, err := pki.ParseSerial(ev.Serial)
+		ev, err := revocation.ParseData([]byte(strings.TrimSpace(data)))
 		if err != nil {
 			continue
 		}
 		select {
-		case hints <- s:
+		case hints <- ev.Serial:
 		case <-ctx.Done():
 			return nil
 		}

@@ -24,7 +24,7 @@ func (c *cli) userCreate(ctx context.Context, args []string) error {
 	cfg := &config{}
 	fs := c.newFlags("user create", cfg)
 	name := fs.String("name", "", "user name (required): 1–64 of a-z 0-9 . _ -")
-	role := fs.String("role", "", "admin, operator or auditor (required)")
+	role := fs.String("role", "", "admin, operator, auditor, or broker (a standalone broker's machine identity) (required)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of generating one")
 	log, err := c.start(fs, cfg, args, false)
 	if err != nil {

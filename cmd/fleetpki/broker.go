@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetpki/fleetpki/broker"
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/listen"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -45,6 +46,17 @@ func brokerMaxClients(cfg *config) (int64, error) {
 	return n, nil
 }
 
+// brokerRetained reads --mqtt-max-retained and --mqtt-max-retained-bytes.
+func brokerRetained(cfg *config) (count, bytes int, err error) {
+	if count, err = strconv.Atoi(cfg.MQTTMaxRetained); err != nil || count < 1 {
+		return 0, 0, fmt.Errorf("--mqtt-max-retained %q: want a whole number of at least 1", cfg.MQTTMaxRetained)
+	}
+	if bytes, err = strconv.Atoi(cfg.MQTTMaxRetBytes); err != nil || bytes < 1 {
+		return 0, 0, fmt.Errorf("--mqtt-max-retained-bytes %q: want a whole number of at least 1", cfg.MQTTMaxRetBytes)
+	}
+	return count, bytes, nil
+}
+
 // brokerRules reads --mqtt-acl-file, or the default rules.
 func brokerRules(cfg *config) ([]broker.Rule, error) {
 	if cfg.MQTTACLFile == "" {
@@ -65,7 +77,7 @@ func brokerRules(cfg *config) ([]broker.Rule, error) {
 // newBundledBroker builds serve's broker: its server certificate issued by
 // the own CA, status read in process, live sessions ended by the CA's
 // revocation events (which include other replicas' through Postgres).
-func newBundledBroker(ctx context.Context, cfg *config, c *ca.CA, st statusReader, reg prometheus.Registerer, log *slog.Logger) (*broker.Broker, *selfCert, func(), error) {
+func newBundledBroker(ctx context.Context, cfg *config, c *ca.CA, st statusReader, reg prometheus.Registerer, lm *listen.Metrics, log *slog.Logger) (*broker.Broker, *selfCert, func(), error) {
 	rules, err := brokerRules(cfg)
 	if err != nil {
 		return nil, nil, nil, err
@@ -75,6 +87,10 @@ func newBundledBroker(ctx context.Context, cfg *config, c *ca.CA, st statusReade
 		return nil, nil, nil, fmt.Errorf("--mqtt-any-client-id %q: want true or false", cfg.MQTTAnyClientID)
 	}
 	maxClients, err := brokerMaxClients(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	maxRetained, maxRetainedBytes, err := brokerRetained(cfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -96,8 +112,10 @@ func newBundledBroker(ctx context.Context, cfg *config, c *ca.CA, st statusReade
 		Rules:          rules,
 		AnyClientID:    anyID,
 		MaxClients:     maxClients,
-		Registerer:     reg,
-		Logger:         log,
+		MaxRetained:    maxRetained, MaxRetainedBytes: maxRetainedBytes,
+		Listeners:  lm,
+		Registerer: reg,
+		Logger:     log,
 	})
 	if err != nil {
 		cancel()

@@ -305,9 +305,30 @@ func TestStandaloneBroker(t *testing.T) {
 	// With the event stream, a revocation through the API ends a live session
 	// at once although the re-check interval is long (each hint is confirmed
 	// over OCSP first).
+	// The stream is authenticated: a broker identity's token, over HTTPS
+	// verified against the chain; anonymous and non-broker callers are refused.
+	eventsURL := "https://" + e.srv.httpsAddr + "/api/v1/revocations/events"
+	mustRun(t, "", "user", "create", "--data-dir", e.data, "--name", "edge-1", "--role", "broker")
+	brokerToken := mustRun(t, "", "user", "token", "--data-dir", e.data, "--name", "edge-1").lastLine()
+	tokenFile := filepath.Join(dir, "events.token")
+	_ = os.WriteFile(tokenFile, []byte(brokerToken+"\n"), 0o600)
+	mustRun(t, "", "user", "create", "--data-dir", e.data, "--name", "reader", "--role", "auditor")
+	auditorToken := mustRun(t, "", "user", "token", "--data-dir", e.data, "--name", "reader").lastLine()
+	for _, tc := range []struct {
+		token string
+		want  string
+	}{{"", "401"}, {auditorToken, "403"}} {
+		args := []string{"-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", eventsURL}
+		if tc.token != "" {
+			args = append(args, "-H", "Authorization: Bearer "+tc.token)
+		}
+		if out, _ := exec.Command("curl", args...).Output(); string(out) != tc.want {
+			t.Errorf("event stream with token %.8q: HTTP %s, want %s", tc.token, out, tc.want)
+		}
+	}
 	streamed, _ := startProc(t, mqttRE, "broker", "--log-format", "text", "--mqtt-addr", "127.0.0.1:0", "--ca-file", chain,
 		"--tls-cert", bcert, "--tls-key", bkeyFile, "--ocsp-url", e.srv.url("/ocsp"), "--recheck-interval", "1h",
-		"--events-url", e.srv.url("/revocations/events"), "--data-dir", filepath.Join(dir, "none3"))
+		"--events-url", eventsURL, "--events-token-file", tokenFile, "--data-dir", filepath.Join(dir, "none3"))
 	kp3, _ := tls.LoadX509KeyPair(filepath.Join(devs["dev-3"], "device.crt"), filepath.Join(devs["dev-3"], "device.key"))
 	lost3 := make(chan time.Time, 1)
 	c3 := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + streamed).SetClientID("dev-3").SetAutoReconnect(false).

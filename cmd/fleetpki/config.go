@@ -40,6 +40,8 @@ type config struct {
 	MQTTACLFile     string
 	MQTTAnyClientID string
 	MQTTMaxClients  string
+	MQTTMaxRetained string
+	MQTTMaxRetBytes string
 	OCSPURL         string
 	CAFile          string
 	CRLURL          string
@@ -80,6 +82,8 @@ func (c *config) settings() []setting {
 		{"mqtt-addr", "127.0.0.1:8883", "MQTT over TLS listener (client certificates required); empty disables the broker", &c.MQTTAddr},
 		{"mqtt-acl-file", "", "MQTT ACL rules (lines \"pub|sub|pubsub FILTER\" with {device_id}); empty allows each device devices/{device_id}/# only", &c.MQTTACLFile},
 		{"mqtt-max-clients", "100000", "most MQTT sessions at once; past it a CONNECT is refused", &c.MQTTMaxClients},
+		{"mqtt-max-retained", "16", "most retained messages one device may keep on the broker", &c.MQTTMaxRetained},
+		{"mqtt-max-retained-bytes", "65536", "most bytes of retained messages one device may keep on the broker", &c.MQTTMaxRetBytes},
 		{"mqtt-any-client-id", "false", "let MQTT clients use a client id other than their certificate's device id", &c.MQTTAnyClientID},
 		{"ocsp-url", "", "broker: OCSP responder to ask (default: each certificate's AIA OCSP URL)", &c.OCSPURL},
 		{"ca-file", "", "broker, crl export: PEM chain of the fleetpki issuing CA, intermediate first, root last (crl export defaults to the data directory's)", &c.CAFile},

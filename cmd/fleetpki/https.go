@@ -14,6 +14,7 @@ import (
 
 	"github.com/fleetpki/fleetpki/api"
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store"
 	"github.com/fleetpki/fleetpki/web"
 )
@@ -24,6 +25,10 @@ type uiDeps struct {
 	// the real OCSP endpoint.
 	publicBase string
 	health     func(context.Context) (web.Health, error)
+	// events feeds the API's revocation event stream; eventsDone ends the
+	// streams at shutdown.
+	events     func(int) (<-chan pki.RevocationEvent, func())
+	eventsDone <-chan struct{}
 }
 
 // serverCertValidity is the life of the HTTPS certificate the CA issues
@@ -96,6 +101,8 @@ func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log
 		CAChain:     c.Hierarchy().Chain(),
 		EnrollRate:  cfg.enrollRate,
 		EnrollBurst: cfg.enrollBurst,
+		Events:      ui.events,
+		Done:        ui.eventsDone,
 		Logger:      log,
 	})
 	if err != nil {
@@ -121,6 +128,9 @@ func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log
 		// tells clients which certificate to send.
 		ClientAuth: tls.RequestClientCert,
 		ClientCAs:  clientCAs,
+		// The listener (package listen) does the handshakes, so HTTP/2 is
+		// offered here rather than by ServeTLS.
+		NextProtos: []string{"h2", "http/1.1"},
 	}
 	var self *selfCert
 	if cfg.TLSCert != "" {
@@ -148,9 +158,10 @@ func httpsServer(ctx context.Context, cfg *config, c *ca.CA, st store.Store, log
 	}, self, nil
 }
 
-// serveTLS runs srv on ln until it is shut down.
+// serveTLS runs srv on ln, a listener that hands out handshaken TLS
+// connections, until it is shut down.
 func serveTLS(srv *http.Server, ln net.Listener) error {
-	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("https listener: %w", err)
 	}
 	return nil

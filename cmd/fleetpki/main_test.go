@@ -116,8 +116,18 @@ var (
 // The process is killed at the end of the test if still running.
 func startServe(t testing.TB, args ...string) *server {
 	t.Helper()
+	return startServeWrapped(t, nil, args...)
+}
+
+// startServeWrapped is startServe run through wrapper (e.g. a shell that
+// lowers a limit and then execs the binary, named in "$0").
+func startServeWrapped(t testing.TB, wrapper []string, args ...string) *server {
+	t.Helper()
 	args = append([]string{"serve", "--log-format", "text", "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(binaryPath, args...)
+	if len(wrapper) > 0 {
+		cmd = exec.Command(wrapper[0], append(append(wrapper[1:], binaryPath), args...)...)
+	}
 	cmd.Env = childEnv()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fleetpki/fleetpki/internal/listen"
 	"github.com/fleetpki/fleetpki/ocspresponder"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store/postgres"
@@ -56,16 +57,25 @@ func (c *cli) ocspOnly(ctx context.Context, args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	responder := ocspresponder.NewResponder(filtered, log, reg)
+	lm, err := listen.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	rawLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
+	}
+	ln := listen.New(rawLn, listen.Config{Name: "ocsp", Metrics: lm, Logger: log})
 
 	r := chi.NewRouter()
-	r.Use(middleware.GetHead)
+	r.Use(middleware.GetHead, textGuard)
 	r.Method(http.MethodPost, "/ocsp", responder)
 	r.Method(http.MethodGet, "/ocsp/*", responder)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		if err := st.Ping(rctx); err != nil {
+		if err := errors.Join(st.Ping(rctx), ln.Err()); err != nil {
 			log.WarnContext(rctx, "readiness check failed", "err", err)
 			writeText(w, http.StatusServiceUnavailable, "not ready: the database does not answer\n")
 			return
@@ -73,10 +83,6 @@ func (c *cli) ocspOnly(ctx context.Context, args []string) error {
 		writeText(w, http.StatusOK, "ready\n")
 	})
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
-	}
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
 		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.InfoContext(ctx, "listening", "listener", "ocsp", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/ocsp",

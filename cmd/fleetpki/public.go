@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/textcheck"
 )
 
 // publicConfig configures the plain-HTTP listener's handler.
@@ -27,8 +29,6 @@ type publicConfig struct {
 	Logger   *slog.Logger
 	// OCSP answers POST /ocsp and GET /ocsp/{request}; nil leaves them out.
 	OCSP http.Handler
-	// Events serves GET /revocations/events; nil leaves it out.
-	Events http.Handler
 	// CRLs serves GET /crl, /crl.pem, /crl/delta and /crl/root; nil leaves them out.
 	CRLs *crlService
 }
@@ -48,7 +48,7 @@ func newPublicHandler(cfg publicConfig) http.Handler {
 	chainPEM := h.ChainPEM()
 
 	r := chi.NewRouter()
-	r.Use(m.middleware, middleware.GetHead)
+	r.Use(m.middleware, middleware.GetHead, textGuard)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok\n")
 	})
@@ -77,14 +77,27 @@ func newPublicHandler(cfg publicConfig) http.Handler {
 			r.Method(http.MethodGet, "/crl/root", cfg.CRLs.root.Handler(false))
 		}
 	}
-	if cfg.Events != nil {
-		r.Method(http.MethodGet, "/revocations/events", cfg.Events)
-	}
 	if cfg.OCSP != nil {
 		r.Method(http.MethodPost, "/ocsp", cfg.OCSP)
 		r.Method(http.MethodGet, "/ocsp/*", cfg.OCSP)
 	}
 	return r
+}
+
+// textGuard refuses paths and queries with NUL or invalid UTF-8 (package
+// textcheck) on the public listener; OCSP requests are binary and answer
+// with OCSP's own malformedRequest instead.
+func textGuard(next http.Handler) http.Handler {
+	guarded := textcheck.Middleware(func(w http.ResponseWriter, _ *http.Request, what string) {
+		writeText(w, http.StatusBadRequest, textcheck.Message(what)+"\n")
+	})(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ocsp" || strings.HasPrefix(r.URL.Path, "/ocsp/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		guarded.ServeHTTP(w, r)
+	})
 }
 
 func staticHandler(contentType string, body []byte) http.HandlerFunc {

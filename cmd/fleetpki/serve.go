@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fleetpki/fleetpki/broker"
+	"github.com/fleetpki/fleetpki/internal/listen"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store/postgres"
 	"github.com/fleetpki/fleetpki/web"
@@ -61,12 +62,19 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	lm, err := listen.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	rawLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln := listen.New(rawLn, listen.Config{Name: "http", Metrics: lm, Logger: log})
+	var tln *listen.Listener // set below, before anything is served
+	var mqttBroker *broker.Broker
 	ocspSvc, err := newOCSPService(ctx, authority, st, reg, log)
 	if err != nil {
 		_ = ln.Close()
@@ -78,13 +86,16 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	ready := func(ctx context.Context) error {
-		return errors.Join(st.Ping(ctx), ocspSvc.cache.Ready(), crls.ready(ctx))
+		errs := []error{st.Ping(ctx), ocspSvc.cache.Ready(), crls.ready(ctx), ln.Err(), tln.Err()}
+		if mqttBroker != nil {
+			errs = append(errs, mqttBroker.Err())
+		}
+		return errors.Join(errs...)
 	}
 	streamsDone := make(chan struct{})
 	srv := &http.Server{
 		Handler: newPublicHandler(publicConfig{Hierarchy: h, Registry: reg, Logger: log, OCSP: ocspSvc.handler,
-			Events: revocationEvents(streamsDone, authority.Subscribe),
-			CRLs:   crls, Ready: ready}),
+			CRLs: crls, Ready: ready}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -96,6 +107,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 
 	tlsSrv, self, err := httpsServer(ctx, cfg, authority, st, log, uiDeps{
 		publicBase: "http://" + ln.Addr().String(),
+		events:     authority.Subscribe,
+		eventsDone: streamsDone,
 		health: func(ctx context.Context) (web.Health, error) {
 			c, err := crls.issuing.Latest(ctx)
 			if err != nil {
@@ -109,17 +122,20 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		_ = ln.Close()
 		return err
 	}
-	tln, err := net.Listen("tcp", cfg.HTTPSAddr)
+	rawTLS, err := net.Listen("tcp", cfg.HTTPSAddr)
 	if err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("--https-addr %q: %w", cfg.HTTPSAddr, err)
 	}
+	tln = listen.New(rawTLS, listen.Config{Name: "https", TLS: tlsSrv.TLSConfig, Metrics: lm, Logger: log,
+		OnHandshakeError: func(remote net.Addr, err error) {
+			log.Debug("TLS handshake failed", "listener", "https", "remote", remote.String(), "err", err)
+		}})
 
-	var mqttBroker *broker.Broker
 	var mqttSelf *selfCert
 	if cfg.MQTTAddr != "" {
 		var stopEvents func()
-		mqttBroker, mqttSelf, stopEvents, err = newBundledBroker(ctx, cfg, authority, st, reg, log)
+		mqttBroker, mqttSelf, stopEvents, err = newBundledBroker(ctx, cfg, authority, st, reg, lm, log)
 		if err != nil {
 			_ = ln.Close()
 			_ = tln.Close()

@@ -50,6 +50,12 @@ var dialect = sqlstore.Dialect{
 		return errors.As(err, &e) && e.Code == "23505"
 	},
 	IsUnavailable: isUnavailable,
+	IsBadText: func(err error) bool {
+		// 22021 character_not_in_repertoire (NUL, invalid UTF-8), 22P05
+		// untranslatable_character.
+		var e *pgconn.PgError
+		return errors.As(err, &e) && (e.Code == "22021" || e.Code == "22P05")
+	},
 	NotifyRevoked: notifyRevoked,
 }
 

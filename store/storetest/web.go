@@ -16,6 +16,19 @@ func testWebSessions(t *testing.T, s store.Store) {
 	if err := s.CreateUser(ctx, u, event(pki.ActionUserCreate, "alice", base)); err != nil {
 		t.Fatal(err)
 	}
+	// The broker role (a machine identity) is storable, and the users table
+	// still anchors the sessions' foreign key (SQLite rebuilt it to add the role).
+	if err := s.CreateUser(ctx, pki.User{ID: "u-2", Name: "edge-1", Role: pki.RoleBroker, PasswordHash: "x", CreatedAt: base},
+		event(pki.ActionUserCreate, "edge-1", base)); err != nil {
+		t.Fatalf("create a broker user: %v", err)
+	}
+	if got, err := s.GetUser(ctx, "edge-1"); err != nil || got.Role != pki.RoleBroker {
+		t.Fatalf("GetUser(edge-1) = %+v, %v", got, err)
+	}
+	if err := s.CreateWebSession(ctx, pki.WebSession{IDHash: "hx", UserName: "ghost", CSRF: "c", CreatedAt: base, LastSeen: base,
+		ExpiresAt: base.Add(time.Hour)}); err == nil {
+		t.Fatal("a session of a user that does not exist was stored: the foreign key is gone")
+	}
 	ws := pki.WebSession{IDHash: "h1", UserName: "alice", CSRF: "c1", CreatedAt: base, LastSeen: base, ExpiresAt: base.Add(12 * time.Hour)}
 	if err := s.CreateWebSession(ctx, ws); err != nil {
 		t.Fatal(err)
@@ -41,6 +54,25 @@ func testWebSessions(t *testing.T, s store.Store) {
 	}
 	if err := s.UpdateUser(ctx, "nobody", true, "", event(pki.ActionUserUpdate, "nobody", base)); !errors.Is(err, pki.NotFound) {
 		t.Fatalf("update of a missing user: %v, want NotFound", err)
+	}
+	for _, h := range []string{"h2", "h3"} {
+		if err := s.CreateWebSession(ctx, pki.WebSession{IDHash: h, UserName: "alice", CSRF: "c", CreatedAt: base, LastSeen: base, ExpiresAt: base.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteUserWebSessions(ctx, "alice", "h2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetWebSession(ctx, "h2"); err != nil {
+		t.Fatalf("the kept session: %v", err)
+	}
+	for _, h := range []string{"h1", "h3"} {
+		if _, err := s.GetWebSession(ctx, h); !errors.Is(err, pki.NotFound) {
+			t.Fatalf("session %s after DeleteUserWebSessions: %v, want NotFound", h, err)
+		}
+	}
+	if err := s.DeleteWebSession(ctx, "h2"); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.DeleteWebSession(ctx, "h1"); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,10 @@ type Dialect struct {
 	NotifyRevoked func(ctx context.Context, tx *sql.Tx, serials []pki.Serial) error
 	// IsUnavailable reports whether err means the database cannot be reached.
 	IsUnavailable func(error) bool
+	// IsBadText, when set, reports whether err is the database refusing
+	// text it cannot store (NUL, invalid UTF-8): the caller's input, not
+	// our fault. The HTTP edge refuses such text first; this is the backstop.
+	IsBadText func(error) bool
 }
 
 // Store implements store.Store.
@@ -112,6 +116,9 @@ func (s *Store) wrap(err error, op string) error {
 	}
 	if s.d.IsUnavailable(err) {
 		return pki.Wrap(pki.Unavailable, fmt.Errorf("%s %s: %w", s.d.Name, op, err), "the database is unavailable")
+	}
+	if s.d.IsBadText != nil && s.d.IsBadText(err) {
+		return pki.Wrap(pki.Invalid, fmt.Errorf("%s %s: %w", s.d.Name, op, err), "the request holds a NUL character or invalid UTF-8")
 	}
 	return fmt.Errorf("%s %s: %w", s.d.Name, op, err)
 }

@@ -48,6 +48,15 @@ func (s *Store) DeleteWebSession(ctx context.Context, idHash string) error {
 	})
 }
 
+// DeleteUserWebSessions ends every session of the user except the one whose
+// id hash is keep (a password change ends the user's other sign-ins).
+func (s *Store) DeleteUserWebSessions(ctx context.Context, userName, keep string) error {
+	return s.inTx(ctx, "delete web sessions", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE user_name = $1 AND id_hash <> $2`, userName, keep)
+		return err
+	})
+}
+
 // Stats counts what the dashboard shows at now, with days days of issuance.
 func (s *Store) Stats(ctx context.Context, now time.Time, days int) (pki.Stats, error) {
 	var st pki.Stats
