@@ -10,41 +10,21 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/fleetpki/fleetpki/api/wire"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
-type deviceJSON struct {
-	ID        string            `json:"id"`
-	Status    pki.DeviceStatus  `json:"status"`
-	Metadata  map[string]string `json:"metadata"`
-	CreatedAt string            `json:"created_at"`
-	UpdatedAt string            `json:"updated_at"`
-}
-
-func toDevice(d pki.Device) deviceJSON {
+func toDevice(d pki.Device) wire.Device {
 	m := d.Metadata
 	if m == nil {
 		m = map[string]string{}
 	}
-	return deviceJSON{ID: d.ID, Status: d.Status, Metadata: m, CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt)}
+	return wire.Device{ID: d.ID, Status: d.Status, Metadata: m, CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt)}
 }
 
-type certJSON struct {
-	Serial            string         `json:"serial"`
-	DeviceID          string         `json:"device_id"`
-	Profile           string         `json:"profile"`
-	Status            pki.CertStatus `json:"status"`
-	NotBefore         string         `json:"not_before"`
-	NotAfter          string         `json:"not_after"`
-	FingerprintSHA256 string         `json:"fingerprint_sha256"`
-	RevokedAt         string         `json:"revoked_at,omitempty"`
-	RevocationReason  string         `json:"revocation_reason,omitempty"`
-	Certificate       string         `json:"certificate,omitempty"`
-}
-
-func toCert(c pki.CertRecord, now time.Time, withPEM bool) certJSON {
-	j := certJSON{Serial: string(c.Serial), DeviceID: c.DeviceID, Profile: c.Profile, Status: c.StatusAt(now),
+func toCert(c pki.CertRecord, now time.Time, withPEM bool) wire.CertRecord {
+	j := wire.CertRecord{Serial: string(c.Serial), DeviceID: c.DeviceID, Profile: c.Profile, Status: c.StatusAt(now),
 		NotBefore: rfc3339(c.NotBefore), NotAfter: rfc3339(c.NotAfter), FingerprintSHA256: c.FingerprintSHA256}
 	if c.RevokedAt != nil {
 		j.RevokedAt, j.RevocationReason = rfc3339(*c.RevokedAt), c.Reason.String()
@@ -53,11 +33,6 @@ func toCert(c pki.CertRecord, now time.Time, withPEM bool) certJSON {
 		j.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
 	}
 	return j
-}
-
-type pageJSON[T any] struct {
-	Items      []T    `json:"items"`
-	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // limitParam reads ?limit= (1–500; absent means the default).
@@ -94,7 +69,7 @@ func (a *API) listDevices(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, err)
 		return
 	}
-	out := pageJSON[deviceJSON]{Items: make([]deviceJSON, 0, len(p.Items)), NextCursor: p.Next}
+	out := wire.Page[wire.Device]{Items: make([]wire.Device, 0, len(p.Items)), NextCursor: p.Next}
 	for _, d := range p.Items {
 		out.Items = append(out.Items, toDevice(d))
 	}
@@ -124,7 +99,7 @@ func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	out := pageJSON[certJSON]{Items: make([]certJSON, 0, len(p.Items)), NextCursor: p.Next}
+	out := wire.Page[wire.CertRecord]{Items: make([]wire.CertRecord, 0, len(p.Items)), NextCursor: p.Next}
 	for _, c := range p.Items {
 		out.Items = append(out.Items, toCert(c, now, false))
 	}
@@ -149,12 +124,8 @@ func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toCert(c, time.Now(), true))
 }
 
-type revokeRequest struct {
-	Reason string `json:"reason"`
-}
-
 func (a *API) revokeReason(r *http.Request) (pki.RevocationReason, error) {
-	var req revokeRequest
+	var req wire.RevokeRequest
 	if r.ContentLength != 0 {
 		if err := decode(r, &req); err != nil {
 			return 0, err
@@ -193,42 +164,15 @@ func (a *API) revokeDevice(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, err)
 		return
 	}
-	out := struct {
-		DeviceID string     `json:"device_id"`
-		Revoked  []certJSON `json:"revoked"`
-	}{DeviceID: chi.URLParam(r, "id"), Revoked: make([]certJSON, 0, len(recs))}
+	out := wire.DeviceRevocation{DeviceID: chi.URLParam(r, "id"), Revoked: make([]wire.CertRecord, 0, len(recs))}
 	for _, c := range recs {
 		out.Revoked = append(out.Revoked, toCert(c, time.Now(), false))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-type credentialRequest struct {
-	Name          string   `json:"name"`
-	Profiles      []string `json:"profiles,omitempty"`
-	DevicePattern string   `json:"device_pattern,omitempty"`
-	ExpiresIn     string   `json:"expires_in,omitempty"` // a Go duration, e.g. "720h"
-	MaxUses       int64    `json:"max_uses,omitempty"`
-	NoReenroll    bool     `json:"no_reenroll,omitempty"`
-}
-
-type credentialJSON struct {
-	ID            string   `json:"id"`
-	Name          string   `json:"name"`
-	Profiles      []string `json:"profiles"`
-	DevicePattern string   `json:"device_pattern"`
-	ExpiresAt     string   `json:"expires_at,omitempty"`
-	MaxUses       int64    `json:"max_uses"`
-	NoReenroll    bool     `json:"no_reenroll"`
-	Uses          int64    `json:"uses"`
-	Disabled      bool     `json:"disabled"`
-	CreatedAt     string   `json:"created_at"`
-	// Secret is set only in the answer to its creation: it is not kept.
-	Secret string `json:"secret,omitempty"`
-}
-
-func toCredential(c pki.Credential) credentialJSON {
-	j := credentialJSON{ID: c.ID, Name: c.Name, Profiles: c.Profiles, DevicePattern: c.DevicePattern, MaxUses: c.MaxUses,
+func toCredential(c pki.Credential) wire.Credential {
+	j := wire.Credential{ID: c.ID, Name: c.Name, Profiles: c.Profiles, DevicePattern: c.DevicePattern, MaxUses: c.MaxUses,
 		NoReenroll: c.NoReenroll, Uses: c.Uses, Disabled: c.Disabled, CreatedAt: rfc3339(c.CreatedAt)}
 	if c.ExpiresAt != nil {
 		j.ExpiresAt = rfc3339(*c.ExpiresAt)
@@ -237,7 +181,7 @@ func toCredential(c pki.Credential) credentialJSON {
 }
 
 func (a *API) createCredential(w http.ResponseWriter, r *http.Request) {
-	var req credentialRequest
+	var req wire.CredentialRequest
 	if err := decode(r, &req); err != nil {
 		a.err.send(w, r, err)
 		return
@@ -268,7 +212,7 @@ func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, err)
 		return
 	}
-	out := pageJSON[credentialJSON]{Items: make([]credentialJSON, 0, len(cs))}
+	out := wire.Page[wire.Credential]{Items: make([]wire.Credential, 0, len(cs))}
 	for _, c := range cs {
 		out.Items = append(out.Items, toCredential(c))
 	}
@@ -281,19 +225,6 @@ func (a *API) disableCredential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-type auditJSON struct {
-	Seq          int64             `json:"seq"`
-	Time         string            `json:"time"`
-	Actor        string            `json:"actor"`
-	CredentialID string            `json:"credential_id,omitempty"`
-	RemoteAddr   string            `json:"remote_addr,omitempty"`
-	RequestID    string            `json:"request_id,omitempty"`
-	Action       string            `json:"action"`
-	Target       string            `json:"target"`
-	Details      map[string]string `json:"details,omitempty"`
-	Hash         string            `json:"hash"`
 }
 
 // listAudit pages through the audit log, oldest first; the cursor is the
@@ -323,9 +254,9 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, err)
 		return
 	}
-	out := pageJSON[auditJSON]{Items: make([]auditJSON, 0, len(evs))}
+	out := wire.Page[wire.AuditEvent]{Items: make([]wire.AuditEvent, 0, len(evs))}
 	for _, e := range evs {
-		out.Items = append(out.Items, auditJSON{Seq: e.Seq, Time: e.Time.UTC().Format(time.RFC3339Nano), Actor: e.Actor.Name,
+		out.Items = append(out.Items, wire.AuditEvent{Seq: e.Seq, Time: e.Time.UTC().Format(time.RFC3339Nano), Actor: e.Actor.Name,
 			CredentialID: e.Actor.CredentialID, RemoteAddr: e.Actor.RemoteAddr, RequestID: e.Actor.RequestID,
 			Action: e.Action, Target: e.Target, Details: e.Details, Hash: base64.StdEncoding.EncodeToString(e.Hash)})
 	}

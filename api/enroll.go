@@ -8,36 +8,17 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/fleetpki/fleetpki/api/wire"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
-// enrollRequest is the body of POST /api/v1/enroll.
-type enrollRequest struct {
-	DeviceID string            `json:"device_id"`
-	CSR      string            `json:"csr"`
-	Profile  string            `json:"profile,omitempty"`
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
-
-// certificateResponse is the body of a successful enroll or renew.
-type certificateResponse struct {
-	DeviceID    string `json:"device_id"`
-	Serial      string `json:"serial"`
-	Certificate string `json:"certificate"`
-	Chain       string `json:"chain"`
-	NotBefore   string `json:"not_before"`
-	NotAfter    string `json:"not_after"`
-	OCSPURL     string `json:"ocsp_url"`
-	CRLURL      string `json:"crl_url"`
-}
-
-func (a *API) certificateResponse(iss *ca.Issued) certificateResponse {
+func (a *API) certificateResponse(iss *ca.Issued) wire.Issued {
 	var chain bytes.Buffer
 	for _, c := range iss.Chain {
 		_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
-	return certificateResponse{
+	return wire.Issued{
 		DeviceID:    iss.Record.DeviceID,
 		Serial:      string(iss.Record.Serial),
 		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.Certificate.Raw})),
@@ -68,7 +49,7 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
 			Detail: "this enrollment credential is over its rate limit; retry after " + retryAfterSeconds(wait) + " s"})
 		return
 	}
-	var req enrollRequest
+	var req wire.EnrollRequest
 	if err := decode(r, &req); err != nil {
 		a.err.send(w, r, err)
 		return
@@ -92,11 +73,6 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
 	writeCompactJSON(w, http.StatusCreated, a.certificateResponse(iss))
 }
 
-// renewRequest is the body of POST /api/v1/renew.
-type renewRequest struct {
-	CSR string `json:"csr"`
-}
-
 // renew issues a new certificate to a device that presents its current one
 // over mutual TLS; the device id comes from that certificate, never the body.
 func (a *API) renew(w http.ResponseWriter, r *http.Request) {
@@ -108,7 +84,7 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request) {
 	if !a.allowRenew(w, r, cert) {
 		return
 	}
-	var req renewRequest
+	var req wire.RenewRequest
 	if err := decode(r, &req); err != nil {
 		a.err.send(w, r, err)
 		return

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/fleetpki/fleetpki/api/wire"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -24,7 +25,7 @@ func FuzzDecodeEnroll(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest("POST", "/api/v1/enroll", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		var v enrollRequest
+		var v wire.EnrollRequest
 		if err := decode(req, &v); err != nil && !errors.Is(err, pki.Invalid) {
 			t.Fatalf("decode error of another kind: %v", err)
 		}

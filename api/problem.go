@@ -9,20 +9,12 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/fleetpki/fleetpki/api/wire"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
-// Problem is an RFC 9457 problem details object. Code is fleetpki's stable,
-// machine-readable name for the failure; clients switch on it, not on Detail.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	Code   string `json:"code"`
-	// RequestID ties the answer to the server's log line.
-	RequestID string `json:"request_id,omitempty"`
-}
+// Problem is an RFC 9457 problem details object (see package wire).
+type Problem = wire.Problem
 
 const problemBase = "https://fleetpki.dev/problems/"
 

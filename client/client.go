@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fleetpki/fleetpki/api/wire"
 )
 
 // ErrUntrusted: the server is not the one the pinned root vouches for.
@@ -29,38 +31,16 @@ import (
 var ErrUntrusted = errors.New("client: untrusted server")
 
 // Problem is an RFC 9457 error answer of the server.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Code   string `json:"code"`
-}
-
-func (p *Problem) Error() string {
-	return fmt.Sprintf("fleetpki: %d %s: %s", p.Status, p.Code, p.Detail)
-}
+type Problem = wire.Problem
 
 // EnrollRequest is the body of an enrollment.
-type EnrollRequest struct {
-	DeviceID string            `json:"device_id"`
-	CSR      string            `json:"csr"`
-	Profile  string            `json:"profile,omitempty"`
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
+type EnrollRequest = wire.EnrollRequest
 
 // EnrollResponse is a successful enrollment.
 type EnrollResponse struct {
-	DeviceID    string `json:"device_id"`
-	Serial      string `json:"serial"`
-	Certificate string `json:"certificate"`
-	Chain       string `json:"chain"`
-	NotBefore   string `json:"not_before"`
-	NotAfter    string `json:"not_after"`
-	OCSPURL     string `json:"ocsp_url"`
-	CRLURL      string `json:"crl_url"`
+	wire.Issued
 	// Replayed is set when an earlier request with the same key issued it.
-	Replayed bool `json:"-"`
+	Replayed bool
 }
 
 // Client talks to one fleetpki server.

@@ -121,7 +121,7 @@ setup_postgres() {
 fuzz() {
 	local t=${FUZZTIME:-8s} target pkg
 	for target in ca:FuzzParseCSR pki:FuzzValidateDeviceID pki:FuzzParseSerial ocspresponder:FuzzParseRequest \
-		broker:FuzzACL broker:FuzzConnect broker/remote:FuzzResponse internal/textcheck:FuzzCheck \
+		broker:FuzzACL broker:FuzzConnect revocation:FuzzResponse internal/textcheck:FuzzCheck \
 		web:FuzzNextPath api:FuzzDecodeEnroll; do
 		pkg=${target%%:*}
 		log "fuzz ${target#*:} ($t)"

@@ -148,6 +148,34 @@ type Store interface {
 	Close() error
 }
 
+// Backend is a store that the composition root opens: it also migrates its
+// schema, tells of revocations that any process sharing it makes, and
+// elects one process among those sharing it for a role (such as generating
+// an issuer's CRLs). Both backends are one; nothing outside cmd needs more
+// than Store.
+type Backend interface {
+	Store
+	// Migrate applies pending migrations.
+	Migrate(ctx context.Context) error
+	// ListenRevocations calls fn with every serial that any process sharing
+	// the database revokes (this one included, possibly more than once),
+	// until ctx ends: Postgres LISTEN/NOTIFY, SQLite polling the file.
+	ListenRevocations(ctx context.Context, log *slog.Logger, fn func(pki.Serial)) error
+	// Elector returns the elector of a named role; on SQLite (one process
+	// per file) this process always holds it.
+	Elector(name string) Elector
+}
+
+// Elector tells whether this process holds a role among the processes
+// sharing the database.
+type Elector interface {
+	// IsLeader reports whether this process holds the role, taking it when
+	// nobody does.
+	IsLeader(ctx context.Context) (bool, error)
+	// Close gives the role up.
+	Close() error
+}
+
 // The list types live in pki so that the CA can offer lists to the API
 // without either knowing this package; these aliases keep store's own names.
 type (

@@ -7,14 +7,11 @@ package remote
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -25,6 +22,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/revocation"
 )
 
 // Config configures a Checker.
@@ -72,12 +70,8 @@ type cachedCRL struct {
 	until   time.Time
 }
 
-// maxResponse bounds an OCSP response or CRL read from the network.
-const (
-	maxResponse = 64 << 10
-	maxCRL      = 64 << 20
-	maxAnswers  = 1 << 20
-)
+// maxAnswers bounds the cache of answers.
+const maxAnswers = 1 << 20
 
 // New checks cfg and returns a Checker.
 func New(cfg Config) (*Checker, error) {
@@ -197,54 +191,18 @@ func (c *Checker) fetchOCSP(ctx context.Context, leaf, issuer *x509.Certificate)
 		url = leaf.OCSPServer[0]
 	}
 	start := time.Now()
-	req, err := ocsp.CreateRequest(leaf, issuer, &ocsp.RequestOptions{Hash: crypto.SHA1})
+	now := c.cfg.Clock.Now()
+	resp, err := revocation.AskOCSP(ctx, c.cfg.HTTPClient, url, leaf, issuer, now)
 	if err != nil {
-		return answer{}, fmt.Errorf("OCSP request: %w", err)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(req))
-	if err != nil {
-		return answer{}, fmt.Errorf("OCSP request: %w", err)
-	}
-	hreq.Header.Set("Content-Type", "application/ocsp-request")
-	body, err := c.do(hreq, maxResponse)
-	if err != nil {
-		return answer{}, fmt.Errorf("OCSP %s: %w", url, err)
-	}
-	a, err := c.parseOCSP(body, leaf, issuer)
-	if err != nil {
-		return answer{}, fmt.Errorf("OCSP %s: %w", url, err)
+		return answer{}, err
 	}
 	c.latency.Observe(time.Since(start).Seconds())
-	return a, nil
-}
-
-// parseOCSP verifies a response (signed by the issuer or a responder it
-// delegated to) and turns it into an answer; everything else is an error.
-func (c *Checker) parseOCSP(der []byte, leaf, issuer *x509.Certificate) (answer, error) {
-	resp, err := ocsp.ParseResponseForCert(der, leaf, issuer)
-	if err != nil {
-		return answer{}, fmt.Errorf("bad response: %w", err)
-	}
-	now := c.cfg.Clock.Now()
-	const skew = 5 * time.Minute
-	switch {
-	case resp.SerialNumber == nil || resp.SerialNumber.Cmp(leaf.SerialNumber) != 0:
-		return answer{}, errors.New("the response is about another certificate")
-	case resp.ThisUpdate.After(now.Add(skew)):
-		return answer{}, fmt.Errorf("the response's thisUpdate %s is in the future", resp.ThisUpdate)
-	case resp.NextUpdate.IsZero() || !now.Before(resp.NextUpdate):
-		return answer{}, fmt.Errorf("the response is stale (nextUpdate %s)", resp.NextUpdate)
-	}
-	switch resp.Status {
-	case ocsp.Good:
-		c.results.WithLabelValues("good").Inc()
-		return answer{at: now, until: minTime(resp.NextUpdate, now.Add(c.cfg.MaxAge))}, nil
-	case ocsp.Revoked:
+	if resp.Status == ocsp.Revoked {
 		c.results.WithLabelValues("revoked").Inc()
 		return answer{revoked: true, at: now}, nil
-	default:
-		return answer{}, errors.New("the responder does not know the certificate")
 	}
+	c.results.WithLabelValues("good").Inc()
+	return answer{at: now, until: minTime(resp.NextUpdate, now.Add(c.cfg.MaxAge))}, nil
 }
 
 // fromCRL answers from the configured CRL, fetched again once it is older
@@ -254,27 +212,10 @@ func (c *Checker) fromCRL(ctx context.Context, leaf, issuer *x509.Certificate) (
 	c.mu.Lock()
 	cur := c.crl
 	c.mu.Unlock()
-	if cur == nil || !now.Before(cur.until) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.CRLURL, nil)
+	if cur == nil || !now.Before(cur.until) || !bytes.Equal(cur.issuer, issuer.Raw) {
+		list, _, err := revocation.FetchCRL(ctx, c.cfg.HTTPClient, c.cfg.CRLURL, issuer, now)
 		if err != nil {
 			return answer{}, err
-		}
-		body, err := c.do(req, maxCRL)
-		if err != nil {
-			return answer{}, fmt.Errorf("CRL %s: %w", c.cfg.CRLURL, err)
-		}
-		if blk, _ := pem.Decode(body); blk != nil {
-			body = blk.Bytes
-		}
-		list, err := x509.ParseRevocationList(body)
-		if err != nil {
-			return answer{}, fmt.Errorf("CRL %s: %w", c.cfg.CRLURL, err)
-		}
-		if err := list.CheckSignatureFrom(issuer); err != nil {
-			return answer{}, fmt.Errorf("CRL %s is not signed by the issuing CA: %w", c.cfg.CRLURL, err)
-		}
-		if !now.Before(list.NextUpdate) {
-			return answer{}, fmt.Errorf("CRL %s expired at %s", c.cfg.CRLURL, list.NextUpdate)
 		}
 		cur = &cachedCRL{issuer: issuer.Raw, revoked: map[string]bool{}, until: minTime(list.NextUpdate, now.Add(c.cfg.MaxAge))}
 		for _, e := range list.RevokedCertificateEntries {
@@ -284,9 +225,6 @@ func (c *Checker) fromCRL(ctx context.Context, leaf, issuer *x509.Certificate) (
 		c.crl = cur
 		c.mu.Unlock()
 	}
-	if !bytes.Equal(cur.issuer, issuer.Raw) {
-		return answer{}, errors.New("the cached CRL is not from this certificate's issuer")
-	}
 	if cur.revoked[leaf.SerialNumber.Text(16)] {
 		c.results.WithLabelValues("crl_revoked").Inc()
 		return answer{revoked: true, at: now}, nil
@@ -295,23 +233,12 @@ func (c *Checker) fromCRL(ctx context.Context, leaf, issuer *x509.Certificate) (
 	return answer{at: now, until: minTime(cur.until, now.Add(c.cfg.MaxAge))}, nil
 }
 
-func (c *Checker) do(req *http.Request, limit int64) ([]byte, error) {
-	resp, err := c.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("response larger than %d bytes", limit)
-	}
-	return b, nil
+// Forget drops what the checker knows of a certificate, so that its next
+// check asks the responder (a revocation hint arrived).
+func (c *Checker) Forget(leaf, issuer *x509.Certificate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.answers, answerKey(leaf, issuer))
 }
 
 func minTime(a, b time.Time) time.Time {

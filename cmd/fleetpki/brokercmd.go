@@ -22,6 +22,7 @@ import (
 	"github.com/fleetpki/fleetpki/broker/remote"
 	"github.com/fleetpki/fleetpki/internal/listen"
 	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/revocation"
 )
 
 // brokerStandalone runs the MQTT broker without the CA: device certificates
@@ -124,7 +125,7 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 		// are bounded. The server is verified against the fleetpki chain.
 		client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second,
 			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-		g.Go(func() error { remote.FollowEvents(gctx, client, *eventsURL, eventsToken, hints, log); return nil })
+		g.Go(func() error { revocation.Follow(gctx, client, *eventsURL, eventsToken, hints, log); return nil })
 	}
 	if *metricsAddr != "" {
 		mux := http.NewServeMux()

@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/revocation"
 )
 
 // crlExport writes the current CRL (PEM) to a file, atomically, for brokers
@@ -52,7 +52,10 @@ func (c *cli) crlExport(ctx context.Context, args []string) error {
 	if *remote != "" {
 		url := strings.TrimRight(*remote, "/") + "/crl"
 		client := &http.Client{Timeout: 10 * time.Second}
-		fetch = func(ctx context.Context) ([]byte, error) { return fetchCRL(ctx, client, url) }
+		fetch = func(ctx context.Context) ([]byte, error) {
+			_, der, err := revocation.FetchCRL(ctx, client, url, issuer, time.Now())
+			return der, err
+		}
 	} else {
 		st, err := openStore(ctx, cfg, log, true)
 		if err != nil {
@@ -66,7 +69,7 @@ func (c *cli) crlExport(ctx context.Context, args []string) error {
 	for {
 		der, err := fetch(ctx)
 		if err == nil {
-			err = checkCRL(der, issuer)
+			_, err = revocation.VerifyCRL(der, issuer, time.Now())
 		}
 		switch {
 		case err != nil && !*watch:
@@ -114,38 +117,6 @@ func crlIssuer(dataDir, caFile string) (*x509.Certificate, error) {
 		}
 	}
 	return nil, fmt.Errorf("--ca-file %q holds no issuing CA certificate (pathlen 0, cRLSign)", caFile)
-}
-
-// checkCRL refuses a CRL not signed by issuer or past its nextUpdate: a
-// broker must never be handed a CRL it would reject, or a forged one.
-func checkCRL(der []byte, issuer *x509.Certificate) error {
-	crl, err := x509.ParseRevocationList(der)
-	if err != nil {
-		return fmt.Errorf("CRL: %w", err)
-	}
-	if err := crl.CheckSignatureFrom(issuer); err != nil {
-		return fmt.Errorf("CRL is not signed by %s: %w", issuer.Subject, err)
-	}
-	if !time.Now().Before(crl.NextUpdate) {
-		return fmt.Errorf("CRL expired at %s", crl.NextUpdate)
-	}
-	return nil
-}
-
-func fetchCRL(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--url: %w", err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch CRL: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch CRL: %s answered %s", url, resp.Status)
-	}
-	return io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 }
 
 // crlStore is what a local export reads.

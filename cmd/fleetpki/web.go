@@ -3,14 +3,15 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/fleetpki/fleetpki/ocspresponder"
 	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/revocation"
 	"github.com/fleetpki/fleetpki/web"
 )
 
@@ -20,8 +21,8 @@ func webOCSP(publicURL string, issuer *x509.Certificate) func(context.Context, *
 	client := &http.Client{Timeout: 3 * time.Second}
 	url := strings.TrimRight(publicURL, "/") + "/ocsp"
 	return func(ctx context.Context, cert *x509.Certificate) (web.OCSPAnswer, error) {
-		r, err := ocspresponder.Ask(ctx, client, url, cert, issuer)
-		if err != nil {
+		r, err := revocation.AskOCSP(ctx, client, url, cert, issuer, time.Now())
+		if err != nil && !errors.Is(err, revocation.ErrUnknown) {
 			return web.OCSPAnswer{}, err
 		}
 		a := web.OCSPAnswer{Status: "unknown", ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fleetpki/fleetpki/store"
 )
 
 // Leader elects one holder of a named role (such as generating an issuer's
@@ -23,6 +25,9 @@ type Leader struct {
 	mu   sync.Mutex
 	conn *pgx.Conn
 }
+
+// Elector returns the elector of name (a *Leader).
+func (s *Store) Elector(name string) store.Elector { return s.Leader(name) }
 
 // Leader returns an elector for name; it holds nothing until IsLeader.
 func (s *Store) Leader(name string) *Leader {

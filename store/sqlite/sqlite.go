@@ -33,7 +33,7 @@ type Store struct {
 	opts store.Options
 }
 
-var _ store.Store = (*Store)(nil)
+var _ store.Backend = (*Store)(nil)
 
 var dialect = sqlstore.Dialect{
 	Name: "sqlite",

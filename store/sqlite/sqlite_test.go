@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/fleetpki/fleetpki/store"
 	"github.com/fleetpki/fleetpki/store/sqlite"
@@ -19,6 +20,19 @@ func TestConformance(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// TestRevocationsReachOtherProcesses: a revocation committed through one
+// store is heard by a listener on another store of the same file (polling).
+func TestRevocationsReachOtherProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleetpki.db")
+	storetest.RunNotify(t, func(t *testing.T) store.Backend {
+		s, err := sqlite.Open(t.Context(), path, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, 3*time.Second)
 }
 
 func BenchmarkInsertCertificate(b *testing.B) {

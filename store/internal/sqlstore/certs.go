@@ -236,3 +236,22 @@ func (s *Store) RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAf
 		}
 	}
 }
+
+// RevokedSince lists the serials revoked at or after since, of any issuer
+// (SQLite's revocation polling).
+func (s *Store) RevokedSince(ctx context.Context, since time.Time) ([]pki.Serial, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT serial FROM certificates WHERE status = 'revoked' AND revoked_at >= $1`, s.t(since))
+	if err != nil {
+		return nil, s.wrap(err, "recent revocations")
+	}
+	defer rows.Close()
+	var out []pki.Serial
+	for rows.Next() {
+		var serial string
+		if err := rows.Scan(&serial); err != nil {
+			return nil, s.wrap(err, "recent revocations: scan")
+		}
+		out = append(out, pki.Serial(serial))
+	}
+	return out, s.wrap(rows.Err(), "recent revocations")
+}

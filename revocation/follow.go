@@ -1,9 +1,8 @@
-package remote
+package revocation
 
 import (
 	"bufio"
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,16 +10,15 @@ import (
 	"time"
 
 	"github.com/fleetpki/fleetpki/pki"
-	"github.com/fleetpki/fleetpki/revocation"
 )
 
-// FollowEvents reads a fleetpki's revocation event stream (GET
+// Follow reads a fleetpki's revocation event stream (GET
 // /api/v1/revocations/events on the HTTPS listener, server-sent events,
 // authenticated with a broker token) and sends each revoked serial to
 // hints, reconnecting with backoff, until ctx ends. The events are only
 // hints: the broker confirms each over OCSP before acting, so a forged
 // event cannot lock a device out.
-func FollowEvents(ctx context.Context, client *http.Client, url, token string, hints chan<- pki.Serial, log *slog.Logger) {
+func Follow(ctx context.Context, client *http.Client, url, token string, hints chan<- pki.Serial, log *slog.Logger) {
 	backoff := time.Second
 	for ctx.Err() == nil {
 		err := followOnce(ctx, client, url, token, hints)
@@ -64,7 +62,7 @@ func followOnce(ctx context.Context, client *http.Client, url, token string, hin
 		if !ok {
 			continue // comments, event names, blank separators
 		}
-		ev, err := revocation.ParseData([]byte(strings.TrimSpace(data)))
+		ev, err := ParseData([]byte(strings.TrimSpace(data)))
 		if err != nil {
 			continue
 		}
@@ -80,10 +78,3 @@ func followOnce(ctx context.Context, client *http.Client, url, token string, hin
 	return fmt.Errorf("the stream closed")
 }
 
-// Forget drops what the checker knows of a certificate, so that its next
-// check asks the responder (a revocation hint arrived).
-func (c *Checker) Forget(leaf, issuer *x509.Certificate) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.answers, answerKey(leaf, issuer))
-}
