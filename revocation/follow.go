@@ -77,4 +77,3 @@ func followOnce(ctx context.Context, client *http.Client, url, token string, hin
 	}
 	return fmt.Errorf("the stream closed")
 }
-

@@ -241,4 +241,3 @@ func TestCRLFallback(t *testing.T) {
 		t.Fatal("answered from another CA's CRL")
 	}
 }
-
