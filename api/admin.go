@@ -10,8 +10,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/fleetpki/fleetpki/accounts"
 	"github.com/fleetpki/fleetpki/api/wire"
-	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -195,7 +195,7 @@ func (a *API) createCredential(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	secret, c, err := a.cfg.Accounts.CreateCredential(r.Context(), ca.CredentialSpec{Name: req.Name, Profiles: req.Profiles,
+	secret, c, err := a.cfg.Credentials.CreateCredential(r.Context(), accounts.CredentialSpec{Name: req.Name, Profiles: req.Profiles,
 		DevicePattern: req.DevicePattern, TTL: ttl, MaxUses: req.MaxUses, NoReenroll: req.NoReenroll}, actor(r, "user:"+userOf(r).Name))
 	if err != nil {
 		a.err.send(w, r, err)
@@ -207,7 +207,7 @@ func (a *API) createCredential(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
-	cs, err := a.cfg.Accounts.ListCredentials(r.Context())
+	cs, err := a.cfg.Credentials.ListCredentials(r.Context())
 	if err != nil {
 		a.err.send(w, r, err)
 		return
@@ -220,7 +220,7 @@ func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) disableCredential(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Accounts.DisableCredential(r.Context(), chi.URLParam(r, "id"), actor(r, "user:"+userOf(r).Name)); err != nil {
+	if err := a.cfg.Credentials.DisableCredential(r.Context(), chi.URLParam(r, "id"), actor(r, "user:"+userOf(r).Name)); err != nil {
 		a.err.send(w, r, err)
 		return
 	}
@@ -249,7 +249,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	evs, err := a.cfg.Directory.Audit(r.Context(), after, n)
+	evs, err := a.cfg.Audit.List(r.Context(), after, n)
 	if err != nil {
 		a.err.send(w, r, err)
 		return

@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/fleetpki/fleetpki/accounts"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/internal/textcheck"
 	"github.com/fleetpki/fleetpki/pki"
@@ -34,30 +35,40 @@ type Revoker interface {
 	RevokeDevice(ctx context.Context, deviceID string, reason pki.RevocationReason, actor pki.Actor) ([]pki.CertRecord, error)
 }
 
-// Accounts authenticates callers and manages enrollment credentials.
-type Accounts interface {
+// Tokens authenticates admin API tokens.
+type Tokens interface {
 	AuthenticateToken(ctx context.Context, secret string) (pki.User, error)
+}
+
+// Credentials authenticates and manages enrollment credentials.
+type Credentials interface {
 	AuthenticateCredential(ctx context.Context, secret string) (pki.Credential, error)
-	CreateCredential(ctx context.Context, spec ca.CredentialSpec, actor pki.Actor) (string, pki.Credential, error)
+	CreateCredential(ctx context.Context, spec accounts.CredentialSpec, actor pki.Actor) (string, pki.Credential, error)
 	ListCredentials(ctx context.Context) ([]pki.Credential, error)
 	DisableCredential(ctx context.Context, id string, actor pki.Actor) error
 }
 
-// Directory reads devices, certificates and the audit log.
+// Directory reads devices and certificates.
 type Directory interface {
 	Certificate(ctx context.Context, serial pki.Serial) (pki.CertRecord, error)
 	Certificates(ctx context.Context, f pki.CertFilter) (pki.Page[pki.CertRecord], error)
 	Device(ctx context.Context, id string) (pki.Device, error)
 	Devices(ctx context.Context, f pki.DeviceFilter) (pki.Page[pki.Device], error)
-	Audit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
+}
+
+// AuditLog lists the audit log.
+type AuditLog interface {
+	List(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
 }
 
 // Config wires the API to the domain.
 type Config struct {
-	Enroller  Enroller
-	Revoker   Revoker
-	Accounts  Accounts
-	Directory Directory
+	Enroller    Enroller
+	Revoker     Revoker
+	Tokens      Tokens
+	Credentials Credentials
+	Directory   Directory
+	Audit       AuditLog
 	// PublicURL is the base of the OCSP and CRL URLs reported to enrolling clients.
 	PublicURL string
 	// CAChain (issuing CA first, root last) is what EST's /cacerts returns.
@@ -81,8 +92,8 @@ type Config struct {
 
 // Validate refuses an incomplete configuration.
 func (c Config) Validate() error {
-	if c.Enroller == nil || c.Revoker == nil || c.Accounts == nil || c.Directory == nil {
-		return errors.New("api: Enroller, Revoker, Accounts and Directory are required")
+	if c.Enroller == nil || c.Revoker == nil || c.Tokens == nil || c.Credentials == nil || c.Directory == nil || c.Audit == nil {
+		return errors.New("api: Enroller, Revoker, Tokens, Credentials, Directory and Audit are required")
 	}
 	if c.PublicURL == "" {
 		return errors.New("api: PublicURL is required")

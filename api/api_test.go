@@ -21,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetpki/fleetpki/accounts"
 	"github.com/fleetpki/fleetpki/api"
+	"github.com/fleetpki/fleetpki/audit"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store"
@@ -30,13 +32,14 @@ import (
 
 // env is a real API over a real CA and a real SQLite store, served over TLS.
 type env struct {
-	t        *testing.T
-	srv      *httptest.Server
-	st       store.Store
-	accounts *ca.Accounts
-	ca       *ca.CA
-	tokens   map[pki.Role]string
-	cred     string
+	t      *testing.T
+	srv    *httptest.Server
+	st     store.Store
+	users  *accounts.Users
+	creds  *accounts.Credentials
+	ca     *ca.CA
+	tokens map[pki.Role]string
+	cred   string
 }
 
 // testClock is the CA's clock in these tests; a test may move it.
@@ -65,9 +68,9 @@ func newEnvClock(t *testing.T, clock pki.Clock, opts ...func(*api.Config)) *env 
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc := ca.NewAccounts(st, nil)
-	cfg := api.Config{Enroller: ca.NewEnroller(c, acc, st), Revoker: c, Accounts: acc,
-		Directory: ca.NewDirectory(st, nil), PublicURL: "http://127.0.0.1:8080"}
+	users, creds := accounts.NewUsers(st, nil), accounts.NewCredentials(st, nil)
+	cfg := api.Config{Enroller: ca.NewEnroller(c, creds, st), Revoker: c, Tokens: users, Credentials: creds,
+		Directory: ca.NewDirectory(st, nil), Audit: audit.New(st, nil), PublicURL: "http://127.0.0.1:8080"}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -84,16 +87,16 @@ func newEnvClock(t *testing.T, clock pki.Clock, opts ...func(*api.Config)) *env 
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12} // as serve configures it
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, st: st, accounts: acc, ca: c, tokens: map[pki.Role]string{}}
+	e := &env{t: t, srv: srv, st: st, users: users, creds: creds, ca: c, tokens: map[pki.Role]string{}}
 	for _, role := range []pki.Role{pki.RoleAdmin, pki.RoleOperator, pki.RoleAuditor} {
-		if _, err := acc.CreateUser(ctx, string(role)+"-user", role, "a long enough password", pki.Actor{Name: "test"}); err != nil {
+		if _, err := users.CreateUser(ctx, string(role)+"-user", role, "a long enough password", pki.Actor{Name: "test"}); err != nil {
 			t.Fatal(err)
 		}
-		if e.tokens[role], err = acc.CreateToken(ctx, string(role)+"-user", time.Hour, pki.Actor{Name: "test"}); err != nil {
+		if e.tokens[role], err = users.CreateToken(ctx, string(role)+"-user", time.Hour, pki.Actor{Name: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e.cred, _, err = acc.CreateCredential(ctx, ca.CredentialSpec{Name: "line-1", DevicePattern: `sensor-[0-9]+`}, pki.Actor{Name: "test"})
+	e.cred, _, err = creds.CreateCredential(ctx, accounts.CredentialSpec{Name: "line-1", DevicePattern: `sensor-[0-9]+`}, pki.Actor{Name: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +235,7 @@ func TestEnrollAndAdminFlow(t *testing.T) {
 	if status != 200 || !strings.Contains(string(body), `"action": "certificate.revoke"`) || strings.Count(string(body), `"action": "certificate.revoke"`) != 1 {
 		t.Fatalf("audit: %d %s", status, body)
 	}
-	if n, err := e.accounts.VerifyAudit(context.Background()); err != nil || n == 0 {
+	if n, err := audit.New(e.st, nil).Verify(context.Background()); err != nil || n == 0 {
 		t.Fatalf("audit chain: %d, %v", n, err)
 	}
 }
@@ -241,11 +244,11 @@ func TestEnrollBadInput(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	_, csr := newKeyCSR(t)
-	disabledSecret, disabled, _ := e.accounts.CreateCredential(ctx, ca.CredentialSpec{Name: "off"}, pki.Actor{})
-	if err := e.accounts.DisableCredential(ctx, disabled.ID, pki.Actor{}); err != nil {
+	disabledSecret, disabled, _ := e.creds.CreateCredential(ctx, accounts.CredentialSpec{Name: "off"}, pki.Actor{})
+	if err := e.creds.DisableCredential(ctx, disabled.ID, pki.Actor{}); err != nil {
 		t.Fatal(err)
 	}
-	usedSecret, _, _ := e.accounts.CreateCredential(ctx, ca.CredentialSpec{Name: "once", MaxUses: 1}, pki.Actor{})
+	usedSecret, _, _ := e.creds.CreateCredential(ctx, accounts.CredentialSpec{Name: "once", MaxUses: 1}, pki.Actor{})
 	if status, body, _ := e.do(nil, "POST", "/api/v1/enroll", usedSecret, jsonBody(t, map[string]any{"device_id": "x-1", "csr": csr})); status != 201 {
 		t.Fatalf("first use: %d %s", status, body)
 	}
@@ -290,7 +293,7 @@ func TestEnrollBadInput(t *testing.T) {
 	if _, err := e.st.GetDevice(ctx, "sensor-2"); err == nil {
 		t.Fatal("a refused enrollment created the device")
 	}
-	creds, _ := e.accounts.ListCredentials(ctx)
+	creds, _ := e.creds.ListCredentials(ctx)
 	for _, c := range creds {
 		if c.Name == "line-1" && c.Uses != 0 {
 			t.Fatalf("refused enrollments spent %d uses of the credential", c.Uses)
@@ -426,7 +429,7 @@ func TestEnrollRateLimit(t *testing.T) {
 
 func TestCredentialWithoutReenroll(t *testing.T) {
 	e := newEnv(t)
-	secret, _, err := e.accounts.CreateCredential(context.Background(), ca.CredentialSpec{Name: "bootstrap", NoReenroll: true}, pki.Actor{})
+	secret, _, err := e.creds.CreateCredential(context.Background(), accounts.CredentialSpec{Name: "bootstrap", NoReenroll: true}, pki.Actor{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func (a *API) requireRole(need pki.Role) func(http.Handler) http.Handler {
 				a.err.send(w, r, withCode("token_required", pki.Errorf(pki.Unauthenticated, "an admin API token is required (Authorization: Bearer …)")))
 				return
 			}
-			u, err := a.cfg.Accounts.AuthenticateToken(r.Context(), token)
+			u, err := a.cfg.Tokens.AuthenticateToken(r.Context(), token)
 			if err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fleetpki", error="invalid_token"`)
 				a.err.send(w, r, err)

@@ -101,7 +101,7 @@ func (a *API) estSimpleEnroll(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, withCode("credential_required", pki.Errorf(pki.Unauthenticated, "an enrollment credential is required (HTTP Basic with the secret as the password, or Bearer)")))
 		return
 	}
-	cred, err := a.cfg.Accounts.AuthenticateCredential(r.Context(), secret)
+	cred, err := a.cfg.Credentials.AuthenticateCredential(r.Context(), secret)
 	if err != nil {
 		a.err.send(w, r, err)
 		return

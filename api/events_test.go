@@ -34,7 +34,7 @@ func TestRevocationEventStream(t *testing.T) {
 		}
 	}
 	done := make(chan struct{})
-	a := &API{cfg: Config{Accounts: fakeAccounts{}, Done: done, Events: subscribe}, log: discard(), err: errorWriter{discard()}}
+	a := &API{cfg: Config{Tokens: fakeAccounts{}, Done: done, Events: subscribe}, log: discard(), err: errorWriter{discard()}}
 	srv := httptest.NewServer(a.routes())
 	defer srv.Close()
 	open := func(token string) *http.Response {

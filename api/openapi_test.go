@@ -40,7 +40,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 			spec[strings.ToUpper(method)+" "+path] = op
 		}
 	}
-	a := &API{cfg: Config{Accounts: fakeAccounts{}}, log: discard(), err: errorWriter{discard()}}
+	a := &API{cfg: Config{Tokens: fakeAccounts{}}, log: discard(), err: errorWriter{discard()}}
 	routed := map[string]bool{}
 	err := chi.Walk(a.routes().(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routed[method+" "+route] = true

@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/fleetpki/fleetpki/api/wire"
+	"github.com/fleetpki/fleetpki/internal/problem"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -18,29 +19,16 @@ type Problem = wire.Problem
 
 const problemBase = "https://fleetpki.dev/problems/"
 
-// kindProblems is the one table from domain error kinds to HTTP problems.
-var kindProblems = map[*pki.Kind]struct {
-	status int
-	code   string
-	title  string
-}{
-	pki.Invalid:         {http.StatusBadRequest, "invalid_request", "The request is invalid"},
-	pki.NotFound:        {http.StatusNotFound, "not_found", "Not found"},
-	pki.Conflict:        {http.StatusConflict, "conflict", "Conflict with the current state"},
-	pki.Unauthenticated: {http.StatusUnauthorized, "unauthenticated", "Authentication required"},
-	pki.Forbidden:       {http.StatusForbidden, "forbidden", "Not allowed"},
-	pki.Unavailable:     {http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable"},
-}
-
-// problemFor maps an error to the problem sent to the client. An error
-// without a kind is our own fault: a 500 whose detail says nothing about the cause.
+// problemFor maps an error to the problem sent to the client (through the
+// table of package problem, which the admin UI shares). An error without a
+// kind is our own fault: a 500 whose detail says nothing about the cause.
 func problemFor(err error) Problem {
-	if k := pki.KindOf(err); k != nil {
-		p := kindProblems[k]
-		return Problem{Type: problemBase + p.code, Title: p.title, Status: p.status, Detail: pki.Message(err), Code: p.code}
+	a, known := problem.For(err)
+	if !known {
+		return Problem{Type: problemBase + a.Code, Title: a.Title, Status: a.Status,
+			Detail: "the server failed; the request id identifies the failure in its log", Code: a.Code}
 	}
-	return Problem{Type: problemBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError,
-		Detail: "the server failed; the request id identifies the failure in its log", Code: "internal"}
+	return Problem{Type: problemBase + a.Code, Title: a.Title, Status: a.Status, Detail: pki.Message(err), Code: a.Code}
 }
 
 // writeProblem sends p; code, when set, overrides the kind's generic code.
@@ -48,6 +36,9 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 	p.RequestID = middleware.GetReqID(r.Context())
 	if p.Type == "" {
 		p.Type = problemBase + p.Code
+	}
+	if p.Status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", problem.RetryAfter)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -14,7 +14,7 @@ import (
 
 // fakeAccounts authenticates tokens named after roles; a fake is enough for
 // this test of authorization logic, which never reaches a handler's work.
-type fakeAccounts struct{ Accounts }
+type fakeAccounts struct{}
 
 func (fakeAccounts) AuthenticateToken(_ context.Context, secret string) (pki.User, error) {
 	role, err := pki.ParseRole(strings.TrimPrefix(secret, "role-"))
@@ -27,7 +27,7 @@ func (fakeAccounts) AuthenticateToken(_ context.Context, secret string) (pki.Use
 // TestEveryAdminRouteIsAuthorized walks chi's route table, so that a route
 // added without an entry in adminRoutes, or without its role check, fails.
 func TestEveryAdminRouteIsAuthorized(t *testing.T) {
-	a := &API{cfg: Config{Accounts: fakeAccounts{}}, log: discard(), err: errorWriter{discard()}}
+	a := &API{cfg: Config{Tokens: fakeAccounts{}}, log: discard(), err: errorWriter{discard()}}
 	h := a.routes()
 	known := map[string]pki.Role{}
 	for _, rt := range adminRoutes {

@@ -14,14 +14,11 @@ type DirectoryStore interface {
 	ListCertificates(ctx context.Context, f pki.CertFilter) (pki.Page[pki.CertRecord], error)
 	GetDevice(ctx context.Context, id string) (pki.Device, error)
 	ListDevices(ctx context.Context, f pki.DeviceFilter) (pki.Page[pki.Device], error)
-	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error)
-	ListUsers(ctx context.Context) ([]pki.User, error)
 	Stats(ctx context.Context, now time.Time, days int) (pki.Stats, error)
-	ListAuditRecent(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error)
 }
 
 // Directory answers the read side of administration: devices, certificates
-// and the audit log. It exists so that the API and the web UI read through
+// and their counts (the audit log is package audit's, users package accounts'). It exists so that the API and the web UI read through
 // the domain and never touch the store.
 type Directory struct {
 	store DirectoryStore
@@ -74,24 +71,6 @@ func (d *Directory) Devices(ctx context.Context, f pki.DeviceFilter) (pki.Page[p
 	return p, nil
 }
 
-// Audit lists audit events after afterSeq, oldest first.
-func (d *Directory) Audit(ctx context.Context, afterSeq int64, limit int) ([]pki.AuditEvent, error) {
-	evs, err := d.store.ListAudit(ctx, afterSeq, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list audit: %w", err)
-	}
-	return evs, nil
-}
-
-// Users lists the admin users.
-func (d *Directory) Users(ctx context.Context) ([]pki.User, error) {
-	us, err := d.store.ListUsers(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("users: %w", err)
-	}
-	return us, nil
-}
-
 // Stats counts devices and certificates now, with the last days of issuance.
 func (d *Directory) Stats(ctx context.Context, days int) (pki.Stats, error) {
 	st, err := d.store.Stats(ctx, d.clock.Now(), days)
@@ -99,14 +78,4 @@ func (d *Directory) Stats(ctx context.Context, days int) (pki.Stats, error) {
 		return pki.Stats{}, fmt.Errorf("stats: %w", err)
 	}
 	return st, nil
-}
-
-// RecentAudit lists the newest audit events first; with targets, only those
-// about them (a device id, its certificates' serials).
-func (d *Directory) RecentAudit(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error) {
-	evs, err := d.store.ListAuditRecent(ctx, targets, limit)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	return evs, nil
 }

@@ -36,17 +36,24 @@ const (
 	maxIdempotencyKey  = 255
 )
 
+// CredentialUses spends one use of a limited enrollment credential
+// (accounts.Credentials).
+type CredentialUses interface {
+	UseCredential(ctx context.Context, id string) error
+}
+
 // Enroller applies an enrollment credential's rules (profiles, device-id
 // pattern, uses) to a factory line's request and has the CA issue.
 type Enroller struct {
-	ca       *CA
-	accounts *Accounts
-	idem     EnrollStore
+	ca   *CA
+	uses CredentialUses
+	idem EnrollStore
 }
 
-// NewEnroller returns an Enroller over the CA, the accounts and the store of idempotency keys.
-func NewEnroller(c *CA, a *Accounts, idem EnrollStore) *Enroller {
-	return &Enroller{ca: c, accounts: a, idem: idem}
+// NewEnroller returns an Enroller over the CA, the credentials' use counter
+// and the store of idempotency keys.
+func NewEnroller(c *CA, uses CredentialUses, idem EnrollStore) *Enroller {
+	return &Enroller{ca: c, uses: uses, idem: idem}
 }
 
 // EnrollIdempotent is Enroll under an idempotency key (per credential): the
@@ -154,7 +161,7 @@ func (e *Enroller) Enroll(ctx context.Context, cred pki.Credential, req IssueReq
 		return nil, pki.Errorf(pki.Forbidden, "the credential may not enroll with profile %q", profile)
 	}
 	if cred.DevicePattern != "" {
-		re, err := CompileDevicePattern(cred.DevicePattern)
+		re, err := pki.CompileDevicePattern(cred.DevicePattern)
 		if err != nil {
 			return nil, fmt.Errorf("credential %s: %w", cred.ID, err)
 		}
@@ -188,7 +195,7 @@ func (e *Enroller) Enroll(ctx context.Context, cred pki.Credential, req IssueReq
 	// An unlimited one is counted by the store in the certificate's own
 	// transaction (the issue event names the credential): no extra commit.
 	if cred.MaxUses > 0 {
-		if err := e.accounts.useCredential(ctx, cred.ID); err != nil {
+		if err := e.uses.UseCredential(ctx, cred.ID); err != nil {
 			return nil, err
 		}
 	}

@@ -314,3 +314,27 @@ func (h *Hierarchy) RootSigner(ctx context.Context, dataDir string, password []b
 	}
 	return s, nil
 }
+
+// LoadIssuer returns the issuing CA certificate for processes that verify
+// what it signs (CRL export, the standalone broker, the keyless OCSP
+// responder): from chainFile (a PEM bundle: the first issuing CA in it,
+// pathlen 0 with cRLSign) or, when chainFile is empty, from dataDir's chain.
+func LoadIssuer(dataDir, chainFile string) (*x509.Certificate, error) {
+	if chainFile == "" {
+		chain, err := LoadChain(dataDir)
+		if err != nil {
+			return nil, fmt.Errorf("no CA chain in --data-dir %q; give --ca-file: %w", dataDir, err)
+		}
+		return chain[0], nil
+	}
+	b, err := os.ReadFile(chainFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+		if c, err := x509.ParseCertificate(blk.Bytes); err == nil && c.IsCA && c.KeyUsage&x509.KeyUsageCRLSign != 0 && c.MaxPathLenZero {
+			return c, nil // the issuing CA: it signs device certificates and their CRL
+		}
+	}
+	return nil, fmt.Errorf("--ca-file %q holds no issuing CA certificate (pathlen 0, cRLSign)", chainFile)
+}

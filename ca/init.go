@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -171,4 +172,39 @@ func encodeCertsPEM(certs ...*x509.Certificate) []byte {
 		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}) // a bytes.Buffer write cannot fail
 	}
 	return buf.Bytes()
+}
+
+// LoadOrInit loads the hierarchy of opts.DataDir, or creates one (first
+// start) when there is none, and reports whether it created it. Another
+// process sharing the data directory that creates it first is no error:
+// its hierarchy is loaded.
+func LoadOrInit(ctx context.Context, opts InitOptions) (*Hierarchy, bool, error) {
+	h, err := LoadHierarchy(ctx, opts.DataDir, opts.Password)
+	if err == nil {
+		return h, false, nil
+	}
+	if !errors.Is(err, pki.NotFound) {
+		return nil, false, err
+	}
+	h, err = Init(ctx, opts)
+	if errors.Is(err, pki.Conflict) {
+		h, err = LoadHierarchy(ctx, opts.DataDir, opts.Password)
+		return h, false, err
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return h, true, nil
+}
+
+// InitEvent is the audit event of a hierarchy's birth (how: "created" or
+// "imported"). Init and Import only write files, so the caller that knows
+// the store appends it.
+func InitEvent(h *Hierarchy, how, algorithm string, actor pki.Actor, at time.Time) pki.AuditEvent {
+	details := map[string]string{"how": how, "root_subject": h.Root().Subject.String(),
+		"intermediate_subject": h.Intermediate().Subject.String(), "issuer_key_id": h.IssuerKeyID()}
+	if algorithm != "" {
+		details["key_algorithm"] = algorithm
+	}
+	return pki.AuditEvent{Time: at.UTC(), Actor: actor, Action: pki.ActionCAInit, Target: "root-sha256:" + h.RootFingerprint(), Details: details}
 }

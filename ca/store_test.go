@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetpki/fleetpki/accounts"
+	"github.com/fleetpki/fleetpki/audit"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/store"
@@ -170,8 +172,8 @@ func TestIssueRevokeOnRealStores(t *testing.T) {
 				t.Fatalf("an idempotent revoke published %+v", ev)
 			default:
 			}
-			accounts := ca.NewAccounts(st, nil)
-			if n, err := accounts.VerifyAudit(ctx); err != nil || n != 3 {
+			auditLog := audit.New(st, nil)
+			if n, err := auditLog.Verify(ctx); err != nil || n != 3 {
 				t.Fatalf("VerifyAudit = %d, %v; want 3 events (issue, renew, device revoke)", n, err)
 			}
 		})
@@ -247,23 +249,23 @@ func TestCredentialCache(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			st := be.open(t)
 			clock := &stepClock{time.Now()}
-			a := ca.NewAccounts(st, clock)
+			a := accounts.NewCredentials(st, clock)
 			ctx := t.Context()
-			secret, cred, err := a.CreateCredential(ctx, ca.CredentialSpec{Name: "line"}, pki.Actor{Name: "t"})
+			secret, cred, err := a.CreateCredential(ctx, accounts.CredentialSpec{Name: "line"}, pki.Actor{Name: "t"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := a.AuthenticateCredential(ctx, secret); err != nil {
 				t.Fatal(err)
 			}
-			if err := ca.NewAccounts(st, clock).DisableCredential(ctx, cred.ID, pki.Actor{Name: "t"}); err != nil {
+			if err := accounts.NewCredentials(st, clock).DisableCredential(ctx, cred.ID, pki.Actor{Name: "t"}); err != nil {
 				t.Fatal(err)
 			}
 			clock.t = clock.t.Add(time.Second)
 			if _, err := a.AuthenticateCredential(ctx, secret); !errors.Is(err, pki.Forbidden) {
 				t.Fatalf("disabled elsewhere, a second later: %v, want Forbidden", err)
 			}
-			secret2, cred2, _ := a.CreateCredential(ctx, ca.CredentialSpec{Name: "line2"}, pki.Actor{Name: "t"})
+			secret2, cred2, _ := a.CreateCredential(ctx, accounts.CredentialSpec{Name: "line2"}, pki.Actor{Name: "t"})
 			if _, err := a.AuthenticateCredential(ctx, secret2); err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"fmt"
 	"regexp"
 	"time"
 )
@@ -119,4 +120,25 @@ type Stats struct {
 type DayCount struct {
 	Day   time.Time
 	Count int64
+}
+
+// maxDevicePattern bounds a credential's device-id pattern.
+const maxDevicePattern = 512
+
+// CompileDevicePattern compiles a credential's device-id pattern, anchored so
+// that it must match the whole id. The pattern must be a regular expression
+// on its own before it is anchored: otherwise `sensor-[0-9]+)|(.*` would
+// close the anchoring group early and, once wrapped, match every id.
+func CompileDevicePattern(p string) (*regexp.Regexp, error) {
+	if len(p) > maxDevicePattern {
+		return nil, Errorf(Invalid, "device pattern is longer than %d bytes", maxDevicePattern)
+	}
+	if _, err := regexp.Compile(p); err != nil {
+		return nil, Wrap(Invalid, err, fmt.Sprintf("device pattern %q is not a valid regular expression", truncate(p, 64)))
+	}
+	re, err := regexp.Compile(`^(?:` + p + `)$`)
+	if err != nil {
+		return nil, Wrap(Invalid, err, fmt.Sprintf("device pattern %q is not a valid regular expression", truncate(p, 64)))
+	}
+	return re, nil
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetpki/fleetpki/internal/problem"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -109,23 +109,24 @@ func (u *UI) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	u.fail(w, r, http.StatusInternalServerError, "Something went wrong on our side; the details are in the server log.")
 }
 
-// domainError maps the domain's error kinds to pages.
+// domainError answers an error through the kinds' one table (package
+// problem, shared with the API): a page with the kind's status and the
+// domain's caller-safe message; an error without a kind is our fault (500,
+// logged).
 func (u *UI) domainError(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, pki.NotFound):
-		u.fail(w, r, http.StatusNotFound, pki.Message(err))
-	case errors.Is(err, pki.Invalid):
-		u.fail(w, r, http.StatusBadRequest, pki.Message(err))
-	case errors.Is(err, pki.Conflict):
-		u.fail(w, r, http.StatusConflict, pki.Message(err))
-	case errors.Is(err, pki.Forbidden):
-		u.fail(w, r, http.StatusForbidden, pki.Message(err))
-	case errors.Is(err, pki.Unavailable):
-		w.Header().Set("Retry-After", "5")
-		u.fail(w, r, http.StatusServiceUnavailable, pki.Message(err))
-	default:
+	a, known := problem.For(err)
+	if !known {
 		u.serverError(w, r, err)
+		return
 	}
+	if a.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", problem.RetryAfter)
+	}
+	msg := pki.Message(err)
+	if msg == "" {
+		msg = a.Title + "."
+	}
+	u.fail(w, r, a.Status, msg)
 }
 
 func randomToken() string {

@@ -21,33 +21,44 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"golang.org/x/crypto/ocsp"
 
-	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/accounts"
+	"github.com/fleetpki/fleetpki/audit"
 	"github.com/fleetpki/fleetpki/internal/textcheck"
 	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/revocation"
 )
 
-// Accounts signs users in and manages credentials and users.
-type Accounts interface {
+// Users signs users in and manages them.
+type Users interface {
 	CheckPassword(ctx context.Context, name, password string) (pki.User, error)
 	CreateUser(ctx context.Context, name string, role pki.Role, password string, actor pki.Actor) (pki.User, error)
-	CreateCredential(ctx context.Context, spec ca.CredentialSpec, actor pki.Actor) (string, pki.Credential, error)
-	ListCredentials(ctx context.Context) ([]pki.Credential, error)
-	DisableCredential(ctx context.Context, id string, actor pki.Actor) error
-	VerifyAuditRecent(ctx context.Context) (ca.AuditCheck, error)
 	SetUserDisabled(ctx context.Context, name string, disabled bool, actor pki.Actor) error
 	ChangePassword(ctx context.Context, name, current, next string, actor pki.Actor) error
+	List(ctx context.Context) ([]pki.User, error)
 }
 
-// Directory reads devices, certificates, users, the audit log and counts.
+// Credentials manages enrollment credentials.
+type Credentials interface {
+	CreateCredential(ctx context.Context, spec accounts.CredentialSpec, actor pki.Actor) (string, pki.Credential, error)
+	ListCredentials(ctx context.Context) ([]pki.Credential, error)
+	DisableCredential(ctx context.Context, id string, actor pki.Actor) error
+}
+
+// Directory reads devices, certificates and counts.
 type Directory interface {
 	Certificate(ctx context.Context, serial pki.Serial) (pki.CertRecord, error)
 	Certificates(ctx context.Context, f pki.CertFilter) (pki.Page[pki.CertRecord], error)
 	Device(ctx context.Context, id string) (pki.Device, error)
 	Devices(ctx context.Context, f pki.DeviceFilter) (pki.Page[pki.Device], error)
-	RecentAudit(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error)
-	Users(ctx context.Context) ([]pki.User, error)
 	Stats(ctx context.Context, days int) (pki.Stats, error)
+}
+
+// AuditLog reads and verifies the audit log.
+type AuditLog interface {
+	VerifyRecent(ctx context.Context) (audit.Check, error)
+	Recent(ctx context.Context, targets []string, limit int) ([]pki.AuditEvent, error)
 }
 
 // Revoker revokes certificates and devices.
@@ -73,6 +84,27 @@ type OCSPAnswer struct {
 	NextUpdate time.Time
 }
 
+// AskOCSP returns the Config.OCSP of a UI that asks the public OCSP
+// endpoint at url (as devices and brokers see it) about certificates of
+// issuer, for the certificate page.
+func AskOCSP(url string, issuer *x509.Certificate) func(context.Context, *x509.Certificate) (OCSPAnswer, error) {
+	client := &http.Client{Timeout: 3 * time.Second}
+	return func(ctx context.Context, cert *x509.Certificate) (OCSPAnswer, error) {
+		r, err := revocation.AskOCSP(ctx, client, url, cert, issuer, time.Now())
+		if err != nil && !errors.Is(err, revocation.ErrUnknown) {
+			return OCSPAnswer{}, err
+		}
+		a := OCSPAnswer{Status: "unknown", ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate}
+		switch r.Status {
+		case ocsp.Good:
+			a.Status = "good"
+		case ocsp.Revoked:
+			a.Status, a.RevokedAt, a.Reason = "revoked", r.RevokedAt, pki.RevocationReason(r.RevocationReason).String()
+		}
+		return a, nil
+	}
+}
+
 // Health is what the dashboard shows of the CA's publication services.
 type Health struct {
 	CRLNumber     int64
@@ -83,10 +115,12 @@ type Health struct {
 
 // Config wires the UI to the domain.
 type Config struct {
-	Accounts  Accounts
-	Directory Directory
-	Revoker   Revoker
-	Sessions  Sessions
+	Users       Users
+	Credentials Credentials
+	Directory   Directory
+	Audit       AuditLog
+	Revoker     Revoker
+	Sessions    Sessions
 	// OCSP asks the real responder about a certificate (optional).
 	OCSP func(ctx context.Context, cert *x509.Certificate) (OCSPAnswer, error)
 	// Health reports the CRL and OCSP signer state (optional).
@@ -109,8 +143,8 @@ type UI struct {
 // New returns the UI's handler; mount it at the root of the HTTPS listener,
 // with /api left to the REST API.
 func New(cfg Config) (http.Handler, error) {
-	if cfg.Accounts == nil || cfg.Directory == nil || cfg.Revoker == nil || cfg.Sessions == nil {
-		return nil, errors.New("web: Accounts, Directory, Revoker and Sessions are required")
+	if cfg.Users == nil || cfg.Credentials == nil || cfg.Directory == nil || cfg.Audit == nil || cfg.Revoker == nil || cfg.Sessions == nil {
+		return nil, errors.New("web: Users, Credentials, Directory, Audit, Revoker and Sessions are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = pki.SystemClock{}

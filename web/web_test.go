@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/fleetpki/fleetpki/accounts"
+	"github.com/fleetpki/fleetpki/audit"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/internal/testenv"
 	"github.com/fleetpki/fleetpki/pki"
@@ -45,13 +47,14 @@ func newEnv(t *testing.T) *env {
 	clk := &clock{t: time.Now()}
 	te := testenv.New(t, testenv.Options{Clock: clk})
 	st, c := te.Store, te.CA
-	accounts := ca.NewAccounts(st, clk)
+	users := accounts.NewUsers(st, clk)
 	for _, r := range []pki.Role{pki.RoleAuditor, pki.RoleOperator, pki.RoleAdmin} {
-		if _, err := accounts.CreateUser(ctx, string(r), r, testPassword, pki.Actor{Name: "test"}); err != nil {
+		if _, err := users.CreateUser(ctx, string(r), r, testPassword, pki.Actor{Name: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg := Config{Accounts: accounts, Directory: ca.NewDirectory(st, clk), Revoker: c, Sessions: ca.NewSessions(st, clk), Clock: clk}
+	cfg := Config{Users: users, Credentials: accounts.NewCredentials(st, clk), Directory: ca.NewDirectory(st, clk), Audit: audit.New(st, clk),
+		Revoker: c, Sessions: accounts.NewSessions(accounts.SessionsConfig{Store: st, Users: st, Audit: st, Clock: clk}), Clock: clk}
 	handler, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -274,22 +277,22 @@ func TestLoginThrottle(t *testing.T) {
 
 // countingAccounts counts the password checks that reach the accounts.
 type countingAccounts struct {
-	Accounts
+	Users
 	checks atomic.Int64
 }
 
 func (c *countingAccounts) CheckPassword(ctx context.Context, name, password string) (pki.User, error) {
 	c.checks.Add(1)
-	return c.Accounts.CheckPassword(ctx, name, password)
+	return c.Users.CheckPassword(ctx, name, password)
 }
 
 // Twenty wrong passwords at once for one user: an attempt is counted before
 // its password is hashed, so at most the limit are checked.
 func TestConcurrentWrongPasswords(t *testing.T) {
 	e := newEnv(t)
-	counter := &countingAccounts{Accounts: e.cfg.Accounts}
+	counter := &countingAccounts{Users: e.cfg.Users}
 	cfg := e.cfg
-	cfg.Accounts = counter
+	cfg.Users = counter
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -322,11 +325,11 @@ func TestConcurrentWrongPasswords(t *testing.T) {
 func TestSessionIdleTimeout(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.login(t, "auditor", testPassword)
-	e.clock.add(ca.SessionIdle - time.Minute)
+	e.clock.add(accounts.SessionIdle - time.Minute)
 	if resp, _ := c.do(http.MethodGet, "/devices", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("active session: %d", resp.StatusCode)
 	}
-	e.clock.add(ca.SessionIdle + time.Minute)
+	e.clock.add(accounts.SessionIdle + time.Minute)
 	if resp, _ := c.do(http.MethodGet, "/devices", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("idle session: %d, want a redirect to sign in", resp.StatusCode)
 	}

@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/accounts"
+	"github.com/fleetpki/fleetpki/internal/config"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -17,16 +18,17 @@ import (
 // --ttl 0 asks for one that does not expire.
 const defaultTokenTTL = 90 * 24 * time.Hour
 
-// userCreate creates an administrator. The password is generated and
-// printed alone on the last line of standard output, or read from the first
-// line of standard input with --password-stdin (and then not printed).
+// userCreate creates an administrator (or a broker's machine identity). The
+// password is generated and printed alone on the last line of standard
+// output, or read from the first line of standard input with
+// --password-stdin (and then not printed).
 func (c *cli) userCreate(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("user create", cfg)
 	name := fs.String("name", "", "user name (required): 1–64 of a-z 0-9 . _ -")
 	role := fs.String("role", "", "admin, operator, auditor, or broker (a standalone broker's machine identity) (required)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of generating one")
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
@@ -37,21 +39,20 @@ func (c *cli) userCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError{fmt.Errorf("user create: --role: %w", err)}
 	}
-	password := ""
-	if *fromStdin {
-		if password, err = readLine(c); err != nil {
-			return err
-		}
-	} else {
-		password = ca.RandomPassword()
-	}
-
-	st, err := openStore(ctx, cfg, log, false)
+	e, err := c.open(ctx, cfg, log, openStoreOnly)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if _, err := ca.NewAccounts(st, nil).CreateUser(ctx, *name, r, password, cliActor()); err != nil {
+	defer e.close()
+	password := accounts.RandomPassword()
+	if *fromStdin {
+		line, err := bufio.NewReader(c.stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return fmt.Errorf("read the password from standard input: %w", err)
+		}
+		password = strings.TrimRight(line, "\r\n")
+	}
+	if _, err := accounts.NewUsers(e.st, nil).CreateUser(ctx, *name, r, password, cliActor()); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stderr, "Created user %q with role %s.\n", *name, r)
@@ -62,36 +63,27 @@ func (c *cli) userCreate(ctx context.Context, args []string) error {
 	return nil
 }
 
-// readLine reads the first line of standard input, without its line ending.
-func readLine(c *cli) (string, error) {
-	line, err := bufio.NewReader(c.stdin).ReadString('\n')
-	if err != nil && line == "" {
-		return "", fmt.Errorf("read the password from standard input: %w", err)
-	}
-	return strings.TrimRight(line, "\r\n"), nil
-}
-
 // userToken creates an admin API token for an existing user and prints it
 // alone on the last line of standard output.
 func (c *cli) userToken(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("user token", cfg)
 	name := fs.String("name", "", "user the token acts as (required)")
-	ttl := durationValue(defaultTokenTTL)
+	ttl := config.DurationValue(defaultTokenTTL)
 	fs.Var(&ttl, "ttl", "token lifetime, e.g. 12h or 30d; 0 means it never expires")
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
 	if *name == "" {
 		return usageError{errors.New("user token: --name is required")}
 	}
-	st, err := openStore(ctx, cfg, log, false)
+	e, err := c.open(ctx, cfg, log, openStoreOnly)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	secret, err := ca.NewAccounts(st, nil).CreateToken(ctx, *name, time.Duration(ttl), cliActor())
+	defer e.close()
+	secret, err := accounts.NewUsers(e.st, nil).CreateToken(ctx, *name, time.Duration(ttl), cliActor())
 	if err != nil {
 		return err
 	}
@@ -104,44 +96,75 @@ func (c *cli) userToken(ctx context.Context, args []string) error {
 	return nil
 }
 
+// userSetDisabled returns the `user disable` or `user enable` command.
+func userSetDisabled(disable bool) func(c *cli, ctx context.Context, args []string) error {
+	verb := "enable"
+	if disable {
+		verb = "disable"
+	}
+	return func(c *cli, ctx context.Context, args []string) error {
+		cfg := &config.Config{}
+		fs := c.newFlags("user "+verb, cfg)
+		name := fs.String("name", "", "user name (required)")
+		log, err := c.start(fs, cfg, args)
+		if err != nil {
+			return err
+		}
+		if *name == "" {
+			return usageError{fmt.Errorf("user %s: --name is required", verb)}
+		}
+		e, err := c.open(ctx, cfg, log, openStoreOnly)
+		if err != nil {
+			return err
+		}
+		defer e.close()
+		if err := accounts.NewUsers(e.st, nil).SetUserDisabled(ctx, *name, disable, cliActor()); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "User %q is %sd; their sessions and API tokens follow at the next request.\n", *name, verb)
+		return nil
+	}
+}
+
 // credentialCreate creates an enrollment credential for a factory line and
 // prints its secret alone on the last line of standard output.
 func (c *cli) credentialCreate(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("credential create", cfg)
 	name := fs.String("name", "", "credential name (required), e.g. the factory line")
-	var profiles listValue
+	var profiles config.ListValue
 	fs.Var(&profiles, "profile", "profile the credential may enroll with; repeat or comma-separate (default device)")
 	pattern := fs.String("device-pattern", "", "regular expression the whole device id must match (default: any id)")
-	var expires durationValue
+	var expires config.DurationValue
 	fs.Var(&expires, "expires", "lifetime, e.g. 720h or 30d; 0 means it never expires")
 	maxUses := fs.Int64("max-uses", 0, "number of enrollments allowed; 0 means unlimited")
 	noReenroll := fs.Bool("no-reenroll", false, "refuse device ids that are enrolled already (a bootstrap credential for new devices)")
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
 	if *name == "" {
 		return usageError{errors.New("credential create: --name is required")}
 	}
-	st, err := openStore(ctx, cfg, log, false)
+	what := openStoreOnly
+	if len(profiles) > 0 {
+		what = openCA // the CA knows the profiles
+	}
+	e, err := c.open(ctx, cfg, log, what)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if len(profiles) > 0 {
+	defer e.close()
+	if e.ca != nil {
 		// Refuse a profile the CA does not know now rather than at the first enrollment.
-		known, err := knownProfiles(ctx, cfg, st, log)
-		if err != nil {
-			return err
-		}
+		known := e.ca.Profiles()
 		for _, p := range profiles {
 			if !slices.Contains(known, p) {
 				return usageError{fmt.Errorf("credential create: unknown profile %q (known: %s)", p, strings.Join(known, ", "))}
 			}
 		}
 	}
-	secret, cred, err := ca.NewAccounts(st, nil).CreateCredential(ctx, ca.CredentialSpec{
+	secret, cred, err := accounts.NewCredentials(e.st, nil).CreateCredential(ctx, accounts.CredentialSpec{
 		Name: *name, Profiles: profiles, DevicePattern: *pattern, TTL: time.Duration(expires), MaxUses: *maxUses,
 		NoReenroll: *noReenroll,
 	}, cliActor())
@@ -154,50 +177,20 @@ func (c *cli) credentialCreate(ctx context.Context, args []string) error {
 	return nil
 }
 
-// userSetDisabled returns the `user disable` or `user enable` command.
-func userSetDisabled(disable bool) func(c *cli, ctx context.Context, args []string) error {
-	verb := "enable"
-	if disable {
-		verb = "disable"
-	}
-	return func(c *cli, ctx context.Context, args []string) error {
-		cfg := &config{}
-		fs := c.newFlags("user "+verb, cfg)
-		name := fs.String("name", "", "user name (required)")
-		log, err := c.start(fs, cfg, args, false)
-		if err != nil {
-			return err
-		}
-		if *name == "" {
-			return usageError{fmt.Errorf("user %s: --name is required", verb)}
-		}
-		st, err := openStore(ctx, cfg, log, false)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		if err := ca.NewAccounts(st, nil).SetUserDisabled(ctx, *name, disable, cliActor()); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stderr, "User %q is %sd; their sessions and API tokens follow at the next request.\n", *name, verb)
-		return nil
-	}
-}
-
 // credentialList prints the enrollment credentials, one per line (tab-separated).
 func (c *cli) credentialList(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("credential list", cfg)
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg, log, false)
+	e, err := c.open(ctx, cfg, log, openStoreOnly)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	creds, err := ca.NewAccounts(st, nil).ListCredentials(ctx)
+	defer e.close()
+	creds, err := accounts.NewCredentials(e.st, nil).ListCredentials(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,22 +210,22 @@ func (c *cli) credentialList(ctx context.Context, args []string) error {
 
 // credentialDisable disables an enrollment credential by id.
 func (c *cli) credentialDisable(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("credential disable", cfg)
 	id := fs.String("id", "", "credential id, as `credential list` shows it (required)")
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
 	if *id == "" {
 		return usageError{errors.New("credential disable: --id is required")}
 	}
-	st, err := openStore(ctx, cfg, log, false)
+	e, err := c.open(ctx, cfg, log, openStoreOnly)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := ca.NewAccounts(st, nil).DisableCredential(ctx, *id, cliActor()); err != nil {
+	defer e.close()
+	if err := accounts.NewCredentials(e.st, nil).DisableCredential(ctx, *id, cliActor()); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stderr, "Credential %s is disabled; running servers refuse it within a second.\n", *id)

@@ -7,20 +7,23 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"time"
 
+	"github.com/fleetpki/fleetpki/audit"
 	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/config"
 )
 
 // initCA creates a new CA hierarchy in the data directory, or imports an
 // existing issuing CA, without serving. It prints the root's SHA-256
 // fingerprint alone on standard output for scripts.
 func (c *cli) initCA(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("init", cfg)
 	chainFile := fs.String("import-chain", "", "PEM file with the issuing CA certificate, any further CAs, and the root last")
 	keyFile := fs.String("import-key", "", "PEM file with the issuing CA's private key (decrypted with the key password if encrypted)")
 	name := fs.String("ca-name", "fleetpki", "organisation and common-name prefix of a created CA (\"<name> Root CA\")")
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
@@ -33,11 +36,11 @@ func (c *cli) initCA(ctx context.Context, args []string) error {
 	}
 
 	// Open the store first: an unreachable database should fail before keys are made.
-	st, err := openStore(ctx, cfg, log, false)
+	e, err := c.open(ctx, cfg, log, openStoreOnly)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer e.close()
 
 	var h *ca.Hierarchy
 	if importing {
@@ -49,20 +52,20 @@ func (c *cli) initCA(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("--import-key: %w", err)
 		}
-		if h, err = ca.Import(ctx, cfg.DataDir, chainPEM, keyPEM, cfg.keyPassword); err != nil {
+		if h, err = ca.Import(ctx, cfg.DataDir, chainPEM, keyPEM, cfg.KeyPassword); err != nil {
 			return err
 		}
-		if err := auditCAInit(ctx, st, h, "imported", ""); err != nil {
-			return err
+		if err := e.st.AppendAudit(ctx, ca.InitEvent(h, "imported", "", cliActor(), time.Now())); err != nil {
+			return fmt.Errorf("record the CA's import in the audit log: %w", err)
 		}
 	} else {
 		h, err = ca.Init(ctx, ca.InitOptions{DataDir: cfg.DataDir, Algorithm: ca.KeyAlgorithm(cfg.KeyAlgorithm),
-			Name: *name, Password: cfg.keyPassword})
+			Name: *name, Password: cfg.KeyPassword})
 		if err != nil {
 			return err
 		}
-		if err := auditCAInit(ctx, st, h, "created", cfg.KeyAlgorithm); err != nil {
-			return err
+		if err := e.st.AppendAudit(ctx, ca.InitEvent(h, "created", cfg.KeyAlgorithm, cliActor(), time.Now())); err != nil {
+			return fmt.Errorf("record the CA's creation in the audit log: %w", err)
 		}
 	}
 	warnUnencrypted(ctx, cfg, log)
@@ -75,18 +78,18 @@ func (c *cli) initCA(ctx context.Context, args []string) error {
 
 // migrate applies pending migrations and nothing else.
 func (c *cli) migrate(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("migrate", cfg)
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg, log, true)
+	e, err := c.open(ctx, cfg, log, openStoreNoMigr)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
+	defer e.close()
+	if err := e.st.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	log.InfoContext(ctx, "the database schema is up to date")
@@ -95,18 +98,18 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 
 // auditVerify walks the audit log's hash chain; any break is an error.
 func (c *cli) auditVerify(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("audit verify", cfg)
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg, log, false)
+	e, err := c.open(ctx, cfg, log, openStoreOnly)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	n, err := ca.NewAccounts(st, nil).VerifyAudit(ctx)
+	defer e.close()
+	n, err := audit.New(e.st, nil).Verify(ctx)
 	if err != nil {
 		return fmt.Errorf("audit log verification FAILED after %d good events: %w", n, err)
 	}
@@ -117,7 +120,7 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 // version prints the module version (set by the build's -ldflags or by the
 // Go toolchain from version control) and the Go version.
 func (c *cli) version(_ context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("version", cfg)
 	if err := c.parse(fs, args); err != nil {
 		return err

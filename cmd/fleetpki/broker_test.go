@@ -255,7 +255,7 @@ func TestStandaloneBroker(t *testing.T) {
 	start := func(extra ...string) string {
 		addr, _ := startProc(t, mqttRE, append([]string{"broker", "--log-format", "text", "--mqtt-addr", "127.0.0.1:0", "--ca-file", chain,
 			"--tls-cert", bcert, "--tls-key", bkeyFile, "--ocsp-url", e.srv.url("/ocsp"), "--ocsp-max-age", "200ms",
-			"--recheck-interval", "300ms", "--data-dir", filepath.Join(dir, "none")}, extra...)...)
+			"--recheck-interval", "300ms"}, extra...)...)
 		return addr
 	}
 	closed, graceful := start(), start("--fail-open-grace", "1m")
@@ -328,7 +328,7 @@ func TestStandaloneBroker(t *testing.T) {
 	}
 	streamed, _ := startProc(t, mqttRE, "broker", "--log-format", "text", "--mqtt-addr", "127.0.0.1:0", "--ca-file", chain,
 		"--tls-cert", bcert, "--tls-key", bkeyFile, "--ocsp-url", e.srv.url("/ocsp"), "--recheck-interval", "1h",
-		"--events-url", eventsURL, "--events-token-file", tokenFile, "--data-dir", filepath.Join(dir, "none3"))
+		"--events-url", eventsURL, "--events-token-file", tokenFile)
 	kp3, _ := tls.LoadX509KeyPair(filepath.Join(devs["dev-3"], "device.crt"), filepath.Join(devs["dev-3"], "device.key"))
 	lost3 := make(chan time.Time, 1)
 	c3 := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + streamed).SetClientID("dev-3").SetAutoReconnect(false).

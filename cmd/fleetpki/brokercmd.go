@@ -9,31 +9,33 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/fleetpki/fleetpki/broker"
 	"github.com/fleetpki/fleetpki/broker/remote"
+	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/internal/config"
 	"github.com/fleetpki/fleetpki/internal/listen"
 	"github.com/fleetpki/fleetpki/pki"
+	"github.com/fleetpki/fleetpki/public"
 	"github.com/fleetpki/fleetpki/revocation"
 )
+
+// envEventsToken carries the broker's API token for the revocation event
+// stream, so that it need not appear in the process list.
+const envEventsToken = "FLEETPKI_EVENTS_TOKEN"
 
 // brokerStandalone runs the MQTT broker without the CA: device certificates
 // are checked against --ca-file and, over OCSP, a remote fleetpki.
 func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("broker", cfg)
-	metricsAddr := fs.String("metrics-addr", "", "address for /metrics and /healthz (plain HTTP); empty is off")
+	metricsAddr := fs.String("metrics-addr", "", "address for /metrics, /healthz and /readyz (plain HTTP); empty is off")
 	eventsURL := fs.String("events-url", "", "a fleetpki's revocation event stream (https://HOST:8443/api/v1/revocations/events, verified against --ca-file): revoked devices are re-checked over OCSP at once instead of at the next --recheck-interval")
 	eventsTokenFile := fs.String("events-token-file", "", "file holding the API token (role broker) for --events-url (or set "+envEventsToken+")")
-	log, err := c.start(fs, cfg, args, false)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
@@ -43,23 +45,17 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 	if cfg.MQTTAddr == "" {
 		return usageError{errors.New("broker: --mqtt-addr is required")}
 	}
-	durations := map[string]*time.Duration{}
-	for name, v := range map[string]string{"--ocsp-max-age": cfg.OCSPMaxAge, "--recheck-interval": cfg.RecheckInterval, "--fail-open-grace": cfg.FailOpenGrace} {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return usageError{fmt.Errorf("broker: %s %q: want a duration such as 5m", name, v)}
+	var eventsToken string
+	if *eventsURL != "" {
+		if eventsToken, err = readSecret(*eventsTokenFile, c.lookupEnv, envEventsToken); err != nil || eventsToken == "" {
+			return usageError{fmt.Errorf("broker: --events-url needs a token of a user with role broker: --events-token-file or %s", envEventsToken)}
 		}
-		durations[name] = &d
-	}
-	anyID, err := strconv.ParseBool(cfg.MQTTAnyClientID)
-	if err != nil {
-		return usageError{fmt.Errorf("broker: --mqtt-any-client-id %q: want true or false", cfg.MQTTAnyClientID)}
 	}
 	chainPEM, err := os.ReadFile(cfg.CAFile)
 	if err != nil {
-		return fmt.Errorf("--ca-file: %w", unwrapPath(err))
+		return fmt.Errorf("--ca-file: %w", config.UnwrapPath(err))
 	}
-	issuer, err := crlIssuer("", cfg.CAFile)
+	issuer, err := ca.LoadIssuer("", cfg.CAFile)
 	if err != nil {
 		return err
 	}
@@ -69,95 +65,60 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 	}
 	kp, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
-		return fmt.Errorf("--tls-cert/--tls-key: %w", unwrapPath(err))
+		return fmt.Errorf("--tls-cert/--tls-key: %w", config.UnwrapPath(err))
 	}
-	rules, err := brokerRules(cfg)
-	if err != nil {
-		return err
-	}
-	maxClients, err := brokerMaxClients(cfg)
-	if err != nil {
-		return usageError{err}
-	}
-	maxRetained, maxRetainedBytes, err := brokerRetained(cfg)
-	if err != nil {
-		return usageError{err}
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	checker, err := remote.New(remote.Config{URL: cfg.OCSPURL, CRLURL: cfg.CRLURL, MaxAge: *durations["--ocsp-max-age"],
-		FailOpenGrace: *durations["--fail-open-grace"], Registerer: reg, Logger: log})
-	if err != nil {
-		return err
-	}
-	var hints chan pki.Serial
-	var eventsToken string
-	if *eventsURL != "" {
-		hints = make(chan pki.Serial, 1024)
-		if eventsToken, err = readSecret(*eventsTokenFile, c.lookupEnv, envEventsToken); err != nil || eventsToken == "" {
-			return usageError{fmt.Errorf("broker: --events-url needs a token of a user with role broker: --events-token-file or %s", envEventsToken)}
-		}
-	}
+	reg := newRegistry()
 	lm, err := listen.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-	b, err := broker.New(broker.Config{
-		Addr: cfg.MQTTAddr, Roots: roots, Issuer: issuer, Hints: hints,
-		GetCertificate:  func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &kp, nil },
-		Checker:         checker,
-		RecheckInterval: *durations["--recheck-interval"],
-		Rules:           rules, AnyClientID: anyID, MaxClients: maxClients, Listeners: lm, Registerer: reg, Logger: log,
-		MaxRetained: maxRetained, MaxRetainedBytes: maxRetainedBytes,
-	})
+	checker, err := remote.New(remote.Config{URL: cfg.OCSPURL, CRLURL: cfg.CRLURL, MaxAge: cfg.Remote.OCSPMaxAge,
+		FailOpenGrace: cfg.Remote.FailOpenGrace, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
-	if err := b.Listen(); err != nil {
+	var hints chan pki.Serial
+	if *eventsURL != "" {
+		hints = make(chan pki.Serial, 1024)
+	}
+	b, err := newBroker(cfg, brokerDeps{roots: roots, issuer: issuer, checker: checker, hints: hints, lm: lm, reg: reg, log: log,
+		getCert: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &kp, nil }})
+	if err != nil {
 		return err
 	}
 	log.InfoContext(ctx, "listening", "listener", "mqtt", "addr", b.Addr().String(), "issuer", issuer.Subject.String(),
-		"ocsp", cfg.OCSPURL, "crl", cfg.CRLURL, "fail_open_grace", *durations["--fail-open-grace"])
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return b.Run(gctx) })
+		"ocsp", cfg.OCSPURL, "crl", cfg.CRLURL, "fail_open_grace", cfg.Remote.FailOpenGrace)
+	parts := []component{{"mqtt", b.Run}}
 	if hints != nil {
 		// No overall timeout: the stream is long-lived; the dial and headers
 		// are bounded. The server is verified against the fleetpki chain.
 		client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second,
 			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-		g.Go(func() error { revocation.Follow(gctx, client, *eventsURL, eventsToken, hints, log); return nil })
+		parts = append(parts, component{"revocation events", func(ctx context.Context) error {
+			revocation.Follow(ctx, client, *eventsURL, eventsToken, hints, log)
+			return nil
+		}})
 	}
 	if *metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { public.WriteText(w, http.StatusOK, "ok\n") })
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 			if err := b.Err(); err != nil {
-				writeText(w, http.StatusServiceUnavailable, "not ready: the MQTT listener is gone\n")
+				public.WriteText(w, http.StatusServiceUnavailable, "not ready: the MQTT listener is gone\n")
 				return
 			}
-			writeText(w, http.StatusOK, "ready\n")
+			public.WriteText(w, http.StatusOK, "ready\n")
 		})
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
-		rawLn, err := net.Listen("tcp", *metricsAddr)
+		raw, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
 			return fmt.Errorf("--metrics-addr %q: %w", *metricsAddr, err)
 		}
-		ln := listen.New(rawLn, listen.Config{Name: "metrics", Metrics: lm, Logger: log})
-		g.Go(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		g.Go(func() error { <-gctx.Done(); return srv.Close() })
+		ln := listen.New(raw, listen.Config{Name: "metrics", Metrics: lm, Logger: log})
+		parts = append(parts, component{"metrics", (&listen.Server{Name: "metrics", Listener: ln, HTTP: newHTTPServer(mux, log)}).Run})
 	}
-	return g.Wait()
+	return runAll(ctx, parts)
 }
-
-// envEventsToken carries the broker's API token for the revocation event
-// stream, so that it need not appear in the process list.
-const envEventsToken = "FLEETPKI_EVENTS_TOKEN"
 
 // readSecret reads a secret from file (its first line) or, when file is
 // empty, from the environment variable env.
@@ -168,7 +129,7 @@ func readSecret(file string, lookupEnv func(string) (string, bool), env string) 
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", file, unwrapPath(err))
+		return "", fmt.Errorf("%s: %w", file, config.UnwrapPath(err))
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	return strings.TrimSpace(line), nil

@@ -20,6 +20,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/fleetpki/fleetpki/internal/config"
 )
 
 func main() {
@@ -145,19 +147,25 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
 
-// newFlags returns a flag set for the command with the shared settings
-// registered into cfg.
-func (c *cli) newFlags(name string, cfg *config) *flag.FlagSet {
+// newFlags returns the flag set of the command with the settings of its
+// groups registered into cfg (an unknown command registers none).
+func (c *cli) newFlags(name string, cfg *config.Config) *flag.FlagSet {
 	fs := flag.NewFlagSet("fleetpki "+name, flag.ContinueOnError)
 	// Parse errors are reported by parse as one line; help goes to stdout.
 	fs.SetOutput(io.Discard)
-	cfg.register(fs, c.lookupEnv)
+	cfg.Register(fs, name, c.lookupEnv)
 	return fs
 }
 
-// parse parses args into fs: -h prints the flags to standard output and
-// returns flag.ErrHelp (exit status 0); positional arguments are refused.
+// parse applies the environment to fs's flags and then parses args into
+// them: -h prints the flags to standard output and returns flag.ErrHelp
+// (exit status 0); positional arguments and flags of other commands are
+// refused.
 func (c *cli) parse(fs *flag.FlagSet, args []string) error {
+	name := strings.TrimPrefix(fs.Name(), "fleetpki ")
+	if err := config.ApplyEnv(fs, c.lookupEnv); err != nil {
+		return usageError{fmt.Errorf("%s: %w", name, err)}
+	}
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(c.stdout)
@@ -169,21 +177,21 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err != nil {
-		return usageError{fmt.Errorf("%s: %w; run '%s -h'", strings.TrimPrefix(fs.Name(), "fleetpki "), err, fs.Name())}
+		return usageError{fmt.Errorf("%s: %w; run '%s -h'", name, err, fs.Name())}
 	}
 	return nil
 }
 
-// start parses args, validates the configuration (with the listener
-// settings when listeners is set) and returns the logger.
-func (c *cli) start(fs *flag.FlagSet, cfg *config, args []string, listeners bool) (*slog.Logger, error) {
+// start parses args, validates the configuration and returns the logger:
+// the opening of every command.
+func (c *cli) start(fs *flag.FlagSet, cfg *config.Config, args []string) (*slog.Logger, error) {
 	if err := c.parse(fs, args); err != nil {
 		return nil, err
 	}
-	if err := cfg.Validate(listeners); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return cfg.newLogger(c.stderr), nil
+	return cfg.NewLogger(c.stderr), nil
 }
 
 // isSet reports whether the flag was given on the command line.

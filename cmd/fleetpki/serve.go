@@ -2,211 +2,306 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fleetpki/fleetpki/accounts"
 	"github.com/fleetpki/fleetpki/broker"
+	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/crl"
+	"github.com/fleetpki/fleetpki/internal/config"
 	"github.com/fleetpki/fleetpki/internal/listen"
+	"github.com/fleetpki/fleetpki/ocspresponder"
 	"github.com/fleetpki/fleetpki/pki"
-	"github.com/fleetpki/fleetpki/store/postgres"
+	"github.com/fleetpki/fleetpki/public"
+	"github.com/fleetpki/fleetpki/renewal"
 	"github.com/fleetpki/fleetpki/web"
 )
 
-// Timeouts of the public HTTP listener. Its answers are small (certificates,
-// health, metrics; later OCSP and CRLs), so a slow client gets little time.
+// Timeouts of the HTTP listeners: answers are small (certificates, OCSP,
+// CRLs, JSON), so a slow client gets little time.
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
 	writeTimeout      = 30 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 16 << 10
-	// shutdownTimeout bounds the wait for in-flight requests after a signal.
-	shutdownTimeout = 10 * time.Second
+	readyTimeout      = 2 * time.Second
 )
 
+// Lifetimes of the certificates serve issues itself; each is renewed at two
+// thirds of its life (package renewal) and at every start.
+const (
+	serverCertValidity    = 30 * 24 * time.Hour
+	ocspResponderValidity = 30 * 24 * time.Hour
+	adminUser             = "admin"
+)
+
+// component is a running part of serve.
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
 // serve runs fleetpki: it opens (and migrates) the store, loads or creates
-// the CA and the admin user, and serves the public HTTP endpoints until
-// SIGINT or SIGTERM.
+// the CA and the admin user, builds every running part and runs them under
+// one errgroup until SIGINT or SIGTERM.
 func (c *cli) serve(ctx context.Context, args []string) error {
-	cfg := &config{}
+	cfg := &config.Config{}
 	fs := c.newFlags("serve", cfg)
-	log, err := c.start(fs, cfg, args, true)
+	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
 	warnDataDirMode(ctx, cfg, log)
-
-	st, err := openStore(ctx, cfg, log, false)
+	e, err := c.open(ctx, cfg, log, openCreateCA)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-
-	h, created, err := loadOrCreateCA(ctx, cfg, st, log)
-	if err != nil {
+	defer e.close()
+	users := accounts.NewUsers(e.st, nil)
+	if created, err := users.EnsureAdmin(ctx, adminUser, cfg.AdminPasswordPath(), cliActor()); err != nil {
 		return err
+	} else if created {
+		log.InfoContext(ctx, "created the admin user; its password is in the file (delete the file once you have stored it elsewhere)",
+			"user", adminUser, "password_file", cfg.AdminPasswordPath())
+	} else {
+		log.InfoContext(ctx, "admin user exists", "user", adminUser)
 	}
-	authority, err := newCA(ctx, cfg, h, st, log)
-	if err != nil {
-		return err
-	}
-	if err := ensureAdmin(ctx, cfg, st, log); err != nil {
-		return err
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	lm, err := listen.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-	rawLn, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
+	var parts []component
+	var cancels []func()
+	defer func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+	}()
+	// subscribe takes a feed of the CA's revocations now, before anything
+	// runs, so that no revocation falls between start-up and the first read.
+	subscribe := func() <-chan pki.RevocationEvent {
+		events, cancel := e.ca.Subscribe(1024)
+		cancels = append(cancels, cancel)
+		return events
 	}
-	ln := listen.New(rawLn, listen.Config{Name: "http", Metrics: lm, Logger: log})
-	var tln *listen.Listener // set below, before anything is served
+	add := func(name string, run func(context.Context) error) { parts = append(parts, component{name, run}) }
+
+	// OCSP: a responder certificate renewed in memory, a caching signer,
+	// and the presigner that keeps a response stored for every certificate.
+	h := e.h
+	var cache *ocspresponder.CacheSource
+	responder, err := renewal.New(ctx, renewal.Config[*ocspresponder.Signer]{Name: "ocsp responder", Logger: log,
+		Issue: func(ctx context.Context) (*ocspresponder.Signer, *x509.Certificate, error) {
+			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				return nil, nil, fmt.Errorf("OCSP responder key: %w", err)
+			}
+			cert, err := e.ca.IssueOCSPResponderCert(ctx, key.Public(), ocspResponderValidity)
+			if err != nil {
+				return nil, nil, err
+			}
+			return &ocspresponder.Signer{Issuer: h.Intermediate(), Responder: cert, Key: key}, cert, nil
+		},
+		Installed: func(_ context.Context, s *ocspresponder.Signer) error {
+			if cache == nil {
+				return nil // the first one: the cache is built with it below
+			}
+			return cache.SetSigner(s)
+		}})
+	if err != nil {
+		return err
+	}
+	if cache, err = ocspresponder.NewCacheSource(ocspresponder.CacheConfig{Signer: responder.Current(), Status: e.st, Responses: e.st}); err != nil {
+		return err
+	}
+	presign, err := ocspresponder.NewPresigner(ocspresponder.PresignConfig{Store: e.st, Signer: cache.Signer, IssuerKeyID: h.IssuerKeyID(), Logger: log})
+	if err != nil {
+		return err
+	}
+	e.ca.OnIssued(presign.Issued)
+	filtered, err := ocspresponder.NewFilterSource(h.Intermediate(), cache)
+	if err != nil {
+		return err
+	}
+	add("ocsp responder renewal", responder.Run)
+	cacheEvents, presignEvents := subscribe(), subscribe()
+	add("ocsp cache", func(ctx context.Context) error { return cache.Run(ctx, cacheEvents) })
+	add("ocsp presigner", func(ctx context.Context) error { return presign.Run(ctx, presignEvents) })
+
+	// CRLs: one generator per issuer among replicas.
+	root, err := rootSigner(ctx, cfg, h, log)
+	if err != nil {
+		return err
+	}
+	crls, err := crl.NewPublisher(ctx, crl.PublisherConfig{Issuer: h.Intermediate(), Signer: h.Signer(), Root: h.Root(), RootSigner: root,
+		URL: strings.TrimRight(cfg.PublicURL, "/") + "/crl", Store: e.st, Logger: log,
+		Elector: func(name string) func(context.Context) (bool, error) { return e.st.Elector(name).IsLeader }})
+	if err != nil {
+		return err
+	}
+	crlEvents := subscribe()
+	add("crl", func(ctx context.Context) error { return crls.Run(ctx, crlEvents) })
+
+	// Revocations by other processes sharing the store reach this one's feed.
+	add("revocation listener", func(ctx context.Context) error {
+		return e.st.ListenRevocations(ctx, log, func(serial pki.Serial) {
+			if err := e.ca.PublishStored(ctx, serial); err != nil {
+				log.WarnContext(ctx, "revocation from another process not applied", "serial", serial, "err", err)
+			}
+		})
+	})
+
+	// The plain HTTP listener: CA certificates, OCSP, CRLs, health, metrics.
+	httpLn, err := listenOn("http", cfg.HTTPAddr, "--http-addr", nil, lm, log)
+	if err != nil {
+		return err
+	}
+	defer httpLn.Close()
 	var mqttBroker *broker.Broker
-	ocspSvc, err := newOCSPService(ctx, authority, st, reg, log)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
-	crls, err := newCRLService(ctx, cfg, h, st, log)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
+	var httpsLn *listen.Listener
 	ready := func(ctx context.Context) error {
-		errs := []error{st.Ping(ctx), ocspSvc.cache.Ready(), crls.ready(ctx), ln.Err(), tln.Err()}
+		errs := []error{e.st.Ping(ctx), cache.Ready(), crls.Ready(ctx), httpLn.Err(), httpsLn.Err()}
 		if mqttBroker != nil {
 			errs = append(errs, mqttBroker.Err())
 		}
 		return errors.Join(errs...)
 	}
-	streamsDone := make(chan struct{})
-	srv := &http.Server{
-		Handler: newPublicHandler(publicConfig{Hierarchy: h, Registry: reg, Logger: log, OCSP: ocspSvc.handler,
-			CRLs: crls, Ready: ready}),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	srv.RegisterOnShutdown(func() { close(streamsDone) })
+	add("http", (&listen.Server{Name: "http", Listener: httpLn, HTTP: newHTTPServer(public.New(public.Config{
+		ChainPEM: h.ChainPEM(), Root: h.Root(), Intermediate: h.Intermediate(), Registry: reg, Logger: log,
+		OCSP: ocspresponder.NewResponder(filtered, log, reg), CRLs: crls, Ready: ready}), log)}).Run)
 
-	tlsSrv, self, err := httpsServer(ctx, cfg, authority, st, log, uiDeps{
-		publicBase: "http://" + ln.Addr().String(),
-		events:     authority.Subscribe,
-		eventsDone: streamsDone,
-		health: func(ctx context.Context) (web.Health, error) {
-			c, err := crls.issuing.Latest(ctx)
-			if err != nil {
-				return web.Health{}, err
-			}
-			return web.Health{CRLNumber: c.Number, CRLThisUpdate: c.ThisUpdate, CRLNextUpdate: c.NextUpdate,
-				OCSPSignerEnd: ocspSvc.cache.Signer().Responder.NotAfter}, nil
-		},
-	})
+	// The HTTPS listener: REST API, EST and the admin UI.
+	getCert, err := serverCert(ctx, cfg.TLSCert, cfg.TLSKey, e.ca, cfg.TLSNamesFor(cfg.HTTPSAddr), "https", add, log)
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	rawTLS, err := net.Listen("tcp", cfg.HTTPSAddr)
-	if err != nil {
-		_ = ln.Close()
-		return fmt.Errorf("--https-addr %q: %w", cfg.HTTPSAddr, err)
-	}
-	tln = listen.New(rawTLS, listen.Config{Name: "https", TLS: tlsSrv.TLSConfig, Metrics: lm, Logger: log,
-		OnHandshakeError: func(remote net.Addr, err error) {
-			log.Debug("TLS handshake failed", "listener", "https", "remote", remote.String(), "err", err)
-		}})
-
-	var mqttSelf *selfCert
-	if cfg.MQTTAddr != "" {
-		var stopEvents func()
-		mqttBroker, mqttSelf, stopEvents, err = newBundledBroker(ctx, cfg, authority, st, reg, lm, log)
+	streamsDone := make(chan struct{})
+	handler, err := adminHandler(cfg, e, users, streamsDone, "http://"+httpLn.Addr().String(), func(ctx context.Context) (web.Health, error) {
+		l, err := crls.Issuing.Latest(ctx)
 		if err != nil {
-			_ = ln.Close()
-			_ = tln.Close()
+			return web.Health{}, err
+		}
+		return web.Health{CRLNumber: l.Number, CRLThisUpdate: l.ThisUpdate, CRLNextUpdate: l.NextUpdate,
+			OCSPSignerEnd: cache.Signer().Responder.NotAfter}, nil
+	}, log)
+	if err != nil {
+		return err
+	}
+	if httpsLn, err = listenOn("https", cfg.HTTPSAddr, "--https-addr", httpsTLS(h, getCert), lm, log); err != nil {
+		return err
+	}
+	defer httpsLn.Close()
+	add("https", (&listen.Server{Name: "https", Listener: httpsLn, HTTP: newHTTPServer(handler, log),
+		OnShutdown: func() { close(streamsDone) }}).Run)
+
+	// The bundled MQTT broker: status read in process, revocations from the feed.
+	if cfg.MQTTAddr != "" {
+		mqttCert, err := serverCert(ctx, "", "", e.ca, cfg.TLSNamesFor(cfg.MQTTAddr), "mqtt", add, log)
+		if err != nil {
 			return err
 		}
-		defer stopEvents()
-	}
-
-	base := "http://" + ln.Addr().String()
-	log.InfoContext(ctx, "CA ready", "created", created, "root", h.Root().Subject.String(),
-		"issuing_ca", h.Intermediate().Subject.String(), "root_sha256", h.RootFingerprint())
-	log.InfoContext(ctx, "listening", "listener", "http", "addr", ln.Addr().String(),
-		"url", base, "ca_chain", base+"/ca.pem", "health", base+"/healthz", "metrics", base+"/metrics")
-	log.InfoContext(ctx, "listening", "listener", "https", "addr", tln.Addr().String(),
-		"url", "https://"+tln.Addr().String(), "api", "https://"+tln.Addr().String()+"/api/v1", "admin_ui", "https://"+tln.Addr().String()+"/")
-	if mqttBroker != nil {
-		log.InfoContext(ctx, "listening", "listener", "mqtt", "addr", mqttBroker.Addr().String(), "url", "mqtts://"+mqttBroker.Addr().String())
+		mqttBroker, err = newBroker(cfg, brokerDeps{roots: pool(h.Root()), issuer: h.Intermediate(), getCert: mqttCert,
+			checker: broker.StoredStatus{Store: e.st}, revocations: subscribe(), lm: lm, reg: reg, log: log})
+		if err != nil {
+			return err
+		}
+		add("mqtt", mqttBroker.Run)
 	} else {
 		log.InfoContext(ctx, "the MQTT broker is off (--mqtt-addr is empty)")
 	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http listener: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error { return serveTLS(tlsSrv, tln) })
 	if cfg.PprofAddr != "" {
-		g.Go(func() error { return servePprof(gctx, cfg.PprofAddr, log) })
+		add("pprof", func(ctx context.Context) error { return servePprof(ctx, cfg.PprofAddr, log) })
 	}
-	g.Go(func() error { return ocspSvc.run(gctx) })
-	if _, ok := st.(*postgres.Store); !ok {
-		// `fleetpki revoke` on the same SQLite file reaches this process by polling.
-		g.Go(func() error {
-			return pollRevocations(gctx, st, h.IssuerKeyID(), time.Second, log, authority.PublishStored)
-		})
-	}
-	if pg, ok := st.(*postgres.Store); ok {
-		// Replicas sharing the database hear of each other's revocations.
-		g.Go(func() error {
-			return pg.ListenRevocations(gctx, log, func(serial pki.Serial) {
-				if err := authority.PublishStored(gctx, serial); err != nil {
-					log.WarnContext(gctx, "revocation from another replica not applied", "serial", serial, "err", err)
-				}
-			})
-		})
-	}
-	g.Go(func() error {
-		events, cancel := authority.Subscribe(1024)
-		defer cancel()
-		return crls.run(gctx, events)
-	})
-	if self != nil {
-		g.Go(func() error { return self.run(gctx) })
-	}
+
+	base := "http://" + httpLn.Addr().String()
+	log.InfoContext(ctx, "CA ready", "root", h.Root().Subject.String(), "issuing_ca", h.Intermediate().Subject.String(), "root_sha256", h.RootFingerprint())
+	log.InfoContext(ctx, "listening", "listener", "http", "addr", httpLn.Addr().String(),
+		"url", base, "ca_chain", base+"/ca.pem", "health", base+"/healthz", "metrics", base+"/metrics")
+	log.InfoContext(ctx, "listening", "listener", "https", "addr", httpsLn.Addr().String(),
+		"url", "https://"+httpsLn.Addr().String(), "api", "https://"+httpsLn.Addr().String()+"/api/v1", "admin_ui", "https://"+httpsLn.Addr().String()+"/")
 	if mqttBroker != nil {
-		g.Go(func() error { return mqttBroker.Run(gctx) })
-		g.Go(func() error { return mqttSelf.run(gctx) })
+		log.InfoContext(ctx, "listening", "listener", "mqtt", "addr", mqttBroker.Addr().String(), "url", "mqtts://"+mqttBroker.Addr().String())
 	}
-	g.Go(func() error {
-		<-gctx.Done()
-		log.InfoContext(ctx, "shutting down", "timeout", shutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), shutdownTimeout)
-		defer cancel()
-		return errors.Join(srv.Shutdown(sctx), tlsSrv.Shutdown(sctx))
-	})
-	if err := g.Wait(); err != nil {
+	if err := runAll(ctx, parts); err != nil {
 		return err
 	}
 	log.InfoContext(context.WithoutCancel(ctx), "stopped")
 	return nil
+}
+
+// runAll runs the components until ctx ends or one fails (which stops the others).
+func runAll(ctx context.Context, parts []component) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, p := range parts {
+		g.Go(func() error {
+			if err := p.run(gctx); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// newRegistry is a Prometheus registry with the Go and process collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// listenOn opens a guarded TCP listener (TLS handshakes done by it when
+// tlsCfg is set); flag names the setting in errors.
+func listenOn(name, addr, flag string, tlsCfg *tls.Config, lm *listen.Metrics, log *slog.Logger) (*listen.Listener, error) {
+	raw, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	cfg := listen.Config{Name: name, TLS: tlsCfg, Metrics: lm, Logger: log}
+	if tlsCfg != nil {
+		cfg.OnHandshakeError = func(remote net.Addr, err error) {
+			log.Debug("TLS handshake failed", "listener", name, "remote", remote.String(), "err", err)
+		}
+	}
+	return listen.New(raw, cfg), nil
+}
+
+// rootSigner returns the root's key when the data directory holds it; nil
+// for an imported hierarchy or an offline root, whose root key lives elsewhere.
+func rootSigner(ctx context.Context, cfg *config.Config, h *ca.Hierarchy, log *slog.Logger) (crypto.Signer, error) {
+	s, err := h.RootSigner(ctx, cfg.DataDir, cfg.KeyPassword)
+	switch {
+	case errors.Is(err, pki.NotFound):
+		log.InfoContext(ctx, "no root key in the data directory: the root's CRL is published by whoever holds it")
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("root CRL: %w", err)
+	}
+	return s, nil
+}
+
+// pool is a certificate pool of certs.
+func pool(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
 }

@@ -1,4 +1,4 @@
-package ca
+package accounts
 
 import (
 	"context"
@@ -11,15 +11,32 @@ import (
 	"github.com/fleetpki/fleetpki/pki"
 )
 
-// SessionStore is what Sessions needs from persistence.
+// SessionStore keeps the sessions.
 type SessionStore interface {
 	CreateWebSession(ctx context.Context, s pki.WebSession) error
 	GetWebSession(ctx context.Context, idHash string) (pki.WebSession, error)
 	TouchWebSession(ctx context.Context, idHash string, at time.Time) error
 	DeleteWebSession(ctx context.Context, idHash string) error
 	DeleteUserWebSessions(ctx context.Context, userName, keep string) error
+}
+
+// UserLookup reads a user (a session's user may be disabled meanwhile).
+type UserLookup interface {
 	GetUser(ctx context.Context, name string) (pki.User, error)
+}
+
+// Auditor appends an audit event that records no other change (sign-in,
+// sign-out).
+type Auditor interface {
 	AppendAudit(ctx context.Context, ev pki.AuditEvent) error
+}
+
+// SessionsConfig wires Sessions to persistence.
+type SessionsConfig struct {
+	Store SessionStore
+	Users UserLookup
+	Audit Auditor
+	Clock pki.Clock // nil: the system clock
 }
 
 // Session lifetimes of the admin web UI.
@@ -37,15 +54,17 @@ const (
 // session id lives only in the browser's cookie; the store holds its hash.
 type Sessions struct {
 	store SessionStore
+	users UserLookup
+	audit Auditor
 	clock pki.Clock
 }
 
-// NewSessions returns Sessions over st.
-func NewSessions(st SessionStore, clock pki.Clock) *Sessions {
-	if clock == nil {
-		clock = pki.SystemClock{}
+// NewSessions returns Sessions as cfg wires them.
+func NewSessions(cfg SessionsConfig) *Sessions {
+	if cfg.Clock == nil {
+		cfg.Clock = pki.SystemClock{}
 	}
-	return &Sessions{store: st, clock: clock}
+	return &Sessions{store: cfg.Store, users: cfg.Users, audit: cfg.Audit, clock: cfg.Clock}
 }
 
 func sessionHash(id string) string {
@@ -63,7 +82,7 @@ func (s *Sessions) Create(ctx context.Context, u pki.User, actor pki.Actor) (id,
 		return "", "", fmt.Errorf("create session: %w", err)
 	}
 	actor.Name = u.Name
-	if err := s.store.AppendAudit(ctx, pki.AuditEvent{Time: now, Actor: actor, Action: pki.ActionWebLogin, Target: u.Name}); err != nil {
+	if err := s.audit.AppendAudit(ctx, pki.AuditEvent{Time: now, Actor: actor, Action: pki.ActionWebLogin, Target: u.Name}); err != nil {
 		return "", "", fmt.Errorf("audit sign-in: %w", err)
 	}
 	return id, csrf, nil
@@ -90,7 +109,7 @@ func (s *Sessions) Lookup(ctx context.Context, id string) (pki.User, pki.WebSess
 		_ = s.store.DeleteWebSession(ctx, h)
 		return pki.User{}, pki.WebSession{}, unauth
 	}
-	u, err := s.store.GetUser(ctx, ws.UserName)
+	u, err := s.users.GetUser(ctx, ws.UserName)
 	if err != nil || u.Disabled {
 		return pki.User{}, pki.WebSession{}, unauth
 	}
@@ -107,7 +126,7 @@ func (s *Sessions) Delete(ctx context.Context, id string, actor pki.Actor) error
 	if err := s.store.DeleteWebSession(ctx, sessionHash(id)); err != nil {
 		return fmt.Errorf("sign out: %w", err)
 	}
-	return s.store.AppendAudit(ctx, pki.AuditEvent{Time: s.clock.Now(), Actor: actor, Action: pki.ActionWebLogout, Target: actor.Name})
+	return s.audit.AppendAudit(ctx, pki.AuditEvent{Time: s.clock.Now(), Actor: actor, Action: pki.ActionWebLogout, Target: actor.Name})
 }
 
 // EndOthers ends every session of the user but the one of the cookie id

@@ -1,7 +1,16 @@
-package main
+// Package public serves fleetpki's unauthenticated HTTP endpoints (the
+// --http-addr listener): the CA certificates, OCSP, the CRLs, health,
+// readiness and metrics. Everything here is public or signed; nothing
+// changes state.
+//
+// Policy: metrics are labelled by route pattern, never by raw path; text
+// in paths and queries is checked at the edge (OCSP's binary requests
+// excepted, which answer malformedRequest themselves).
+package public
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,14 +22,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/fleetpki/fleetpki/ca"
+	"github.com/fleetpki/fleetpki/crl"
 	"github.com/fleetpki/fleetpki/internal/textcheck"
 )
 
-// publicConfig configures the plain-HTTP listener's handler.
-type publicConfig struct {
-	// Hierarchy provides the CA certificates served at /ca.pem and /ca/*.crt.
-	Hierarchy *ca.Hierarchy
+// Config configures the handler.
+type Config struct {
+	// ChainPEM (issuing CA first, root last), Root and Intermediate are the
+	// CA certificates served at /ca.pem and /ca/*.crt.
+	ChainPEM     []byte
+	Root         *x509.Certificate
+	Intermediate *x509.Certificate
 	// Ready reports whether the process can serve requests that need the
 	// database (the store's Ping); /readyz answers 503 when it fails.
 	Ready func(context.Context) error
@@ -30,7 +42,7 @@ type publicConfig struct {
 	// OCSP answers POST /ocsp and GET /ocsp/{request}; nil leaves them out.
 	OCSP http.Handler
 	// CRLs serves GET /crl, /crl.pem, /crl/delta and /crl/root; nil leaves them out.
-	CRLs *crlService
+	CRLs *crl.Publisher
 }
 
 // readyTimeout bounds one readiness check, well under a probe's own timeout.
@@ -40,17 +52,16 @@ const readyTimeout = 2 * time.Second
 // change only when an operator replaces the issuing CA and restarts.
 const caCacheControl = "public, max-age=300"
 
-// newPublicHandler routes the unauthenticated endpoints of --http-addr.
-// OCSP and the CRL are served here too, when configured.
-func newPublicHandler(cfg publicConfig) http.Handler {
+// New routes the unauthenticated endpoints of --http-addr. OCSP and the
+// CRLs are served here too, when configured.
+func New(cfg Config) http.Handler {
 	m := newHTTPMetrics(cfg.Registry)
-	h := cfg.Hierarchy
-	chainPEM := h.ChainPEM()
+	chainPEM := cfg.ChainPEM
 
 	r := chi.NewRouter()
-	r.Use(m.middleware, middleware.GetHead, textGuard)
+	r.Use(m.middleware, middleware.GetHead, TextGuard)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeText(w, http.StatusOK, "ok\n")
+		WriteText(w, http.StatusOK, "ok\n")
 	})
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
@@ -58,23 +69,23 @@ func newPublicHandler(cfg publicConfig) http.Handler {
 		if err := cfg.Ready(ctx); err != nil {
 			// Our dependency's fault, so Warn; the cause stays in the log.
 			cfg.Logger.WarnContext(ctx, "readiness check failed", "err", err)
-			writeText(w, http.StatusServiceUnavailable, "not ready: the database does not answer\n")
+			WriteText(w, http.StatusServiceUnavailable, "not ready: the database does not answer\n")
 			return
 		}
-		writeText(w, http.StatusOK, "ready\n")
+		WriteText(w, http.StatusOK, "ready\n")
 	})
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError),
 	}))
 	r.Get("/ca.pem", staticHandler("application/x-pem-file", chainPEM))
-	r.Get("/ca/root.crt", staticHandler("application/pkix-cert", h.Root().Raw))
-	r.Get("/ca/intermediate.crt", staticHandler("application/pkix-cert", h.Intermediate().Raw))
+	r.Get("/ca/root.crt", staticHandler("application/pkix-cert", cfg.Root.Raw))
+	r.Get("/ca/intermediate.crt", staticHandler("application/pkix-cert", cfg.Intermediate.Raw))
 	if cfg.CRLs != nil {
-		r.Method(http.MethodGet, "/crl", cfg.CRLs.issuing.Handler(false))
-		r.Method(http.MethodGet, "/crl.pem", cfg.CRLs.issuing.Handler(true))
-		r.Method(http.MethodGet, "/crl/delta", cfg.CRLs.issuing.DeltaHandler())
-		if cfg.CRLs.root != nil {
-			r.Method(http.MethodGet, "/crl/root", cfg.CRLs.root.Handler(false))
+		r.Method(http.MethodGet, "/crl", cfg.CRLs.Issuing.Handler(false))
+		r.Method(http.MethodGet, "/crl.pem", cfg.CRLs.Issuing.Handler(true))
+		r.Method(http.MethodGet, "/crl/delta", cfg.CRLs.Issuing.DeltaHandler())
+		if cfg.CRLs.Root != nil {
+			r.Method(http.MethodGet, "/crl/root", cfg.CRLs.Root.Handler(false))
 		}
 	}
 	if cfg.OCSP != nil {
@@ -84,12 +95,12 @@ func newPublicHandler(cfg publicConfig) http.Handler {
 	return r
 }
 
-// textGuard refuses paths and queries with NUL or invalid UTF-8 (package
+// TextGuard refuses paths and queries with NUL or invalid UTF-8 (package
 // textcheck) on the public listener; OCSP requests are binary and answer
 // with OCSP's own malformedRequest instead.
-func textGuard(next http.Handler) http.Handler {
+func TextGuard(next http.Handler) http.Handler {
 	guarded := textcheck.Middleware(func(w http.ResponseWriter, _ *http.Request, what string) {
-		writeText(w, http.StatusBadRequest, textcheck.Message(what)+"\n")
+		WriteText(w, http.StatusBadRequest, textcheck.Message(what)+"\n")
 	})(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/ocsp" || strings.HasPrefix(r.URL.Path, "/ocsp/") {
@@ -110,7 +121,8 @@ func staticHandler(contentType string, body []byte) http.HandlerFunc {
 	}
 }
 
-func writeText(w http.ResponseWriter, code int, body string) {
+// WriteText answers a short plain-text body that is never cached.
+func WriteText(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)

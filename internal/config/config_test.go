@@ -1,6 +1,8 @@
-package main
+package config
 
 import (
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,20 +16,23 @@ func TestConfigFlagWinsOverEnvWinsOverDefault(t *testing.T) {
 		"FLEETPKI_PUBLIC_URL":   "https://pki.example.com",
 		"FLEETPKI_KEY_PASSWORD": "s3cret",
 	}
-	c := &cli{lookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
-	cfg := &config{}
-	fs := c.newFlags("serve", cfg)
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg := &Config{}
+	fs := newFlags(cfg, "serve", lookup)
+	if err := ApplyEnv(fs, lookup); err != nil {
+		t.Fatal(err)
+	}
 	if err := fs.Parse([]string{"--public-url", "http://flag.example.com", "--data-dir", t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.Validate(true); err != nil {
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct{ name, got, want string }{
 		{"default", cfg.HTTPSAddr, "127.0.0.1:8443"},
 		{"env", cfg.HTTPAddr, "0.0.0.0:9000"},
 		{"flag over env", cfg.PublicURL, "http://flag.example.com"},
-		{"key password from env", string(cfg.keyPassword), "s3cret"},
+		{"key password from env", string(cfg.KeyPassword), "s3cret"},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
@@ -42,34 +47,33 @@ func TestConfigValidate(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		mutate  func(*config)
+		mutate  func(*Config)
 		wantErr string // "" means valid
 	}{
-		{"defaults", func(*config) {}, ""},
-		{"port zero picks a free port", func(c *config) { c.HTTPAddr = "127.0.0.1:0" }, ""},
-		{"empty mqtt addr disables the broker", func(c *config) { c.MQTTAddr = "" }, ""},
-		{"password file", func(c *config) { c.KeyPasswordFile = pwFile }, ""},
-		{"missing port", func(c *config) { c.HTTPAddr = "localhost" }, `--http-addr "localhost": missing port in address`},
-		{"named port", func(c *config) { c.MQTTAddr = "localhost:mqtt" }, `port "mqtt" is not a number`},
-		{"empty https addr", func(c *config) { c.HTTPSAddr = "" }, `--https-addr ""`},
-		{"relative public url", func(c *config) { c.PublicURL = "/pki" }, "must start with http:// or https://"},
-		{"public url with query", func(c *config) { c.PublicURL = "http://x/?a=b" }, "must not carry a query"},
-		{"bad key algorithm", func(c *config) { c.KeyAlgorithm = "ed25519" }, `--key-algorithm "ed25519"`},
-		{"bad log level", func(c *config) { c.LogLevel = "verbose" }, `--log-level "verbose"`},
-		{"two password sources", func(c *config) { c.KeyPasswordFile = pwFile; c.envKeyPassword = "x" }, "both set"},
-		{"missing password file", func(c *config) { c.KeyPasswordFile = pwFile + ".nope" }, "no such file"},
-		{"empty data dir", func(c *config) { c.DataDir = "" }, "--data-dir \"\": must not be empty"},
+		{"defaults", func(*Config) {}, ""},
+		{"port zero picks a free port", func(c *Config) { c.HTTPAddr = "127.0.0.1:0" }, ""},
+		{"empty mqtt addr disables the broker", func(c *Config) { c.MQTTAddr = "" }, ""},
+		{"password file", func(c *Config) { c.KeyPasswordFile = pwFile }, ""},
+		{"missing port", func(c *Config) { c.HTTPAddr = "localhost" }, `--http-addr "localhost": missing port in address`},
+		{"named port", func(c *Config) { c.MQTTAddr = "localhost:mqtt" }, `port "mqtt" is not a number`},
+		{"empty https addr", func(c *Config) { c.HTTPSAddr = "" }, `--https-addr ""`},
+		{"relative public url", func(c *Config) { c.PublicURL = "/pki" }, "must start with http:// or https://"},
+		{"public url with query", func(c *Config) { c.PublicURL = "http://x/?a=b" }, "must not carry a query"},
+		{"bad key algorithm", func(c *Config) { c.KeyAlgorithm = "ed25519" }, `--key-algorithm "ed25519"`},
+		{"bad log level", func(c *Config) { c.LogLevel = "verbose" }, `--log-level "verbose"`},
+		{"two password sources", func(c *Config) { c.KeyPasswordFile = pwFile; c.envKeyPassword = "x" }, "both set"},
+		{"missing password file", func(c *Config) { c.KeyPasswordFile = pwFile + ".nope" }, "no such file"},
+		{"empty data dir", func(c *Config) { c.DataDir = "" }, "--data-dir \"\": must not be empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &cli{lookupEnv: func(string) (string, bool) { return "", false }}
-			cfg := &config{}
-			fs := c.newFlags("serve", cfg)
+			cfg := &Config{}
+			fs := newFlags(cfg, "serve", func(string) (string, bool) { return "", false })
 			if err := fs.Parse([]string{"--data-dir", filepath.Join(t.TempDir(), "new")}); err != nil {
 				t.Fatal(err)
 			}
 			tt.mutate(cfg)
-			err := cfg.Validate(true)
+			err := cfg.Validate()
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("Validate: %v", err)
@@ -82,7 +86,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestValidateCreatesDataDir0700(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
-	if err := prepareDataDir(dir); err != nil {
+	if err := PrepareDataDir(dir); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(dir)
@@ -110,9 +114,16 @@ func TestParseDuration(t *testing.T) {
 		{"-1h", 0, false},
 		{"soon", 0, false},
 	} {
-		got, err := parseDuration(tt.in)
+		got, err := ParseDuration(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("parseDuration(%q) = %v, %v; want %v, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
+}
+
+func newFlags(cfg *Config, command string, lookup func(string) (string, bool)) *flag.FlagSet {
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.Register(fs, command, lookup)
+	return fs
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-// durationValue is a flag.Value for a non-negative duration that, besides
+// DurationValue is a flag.Value for a non-negative duration that, besides
 // Go's units (h, m, s), accepts whole days ("30d"), the unit people use for
 // certificate and credential lifetimes.
-type durationValue time.Duration
+type DurationValue time.Duration
 
-func (d *durationValue) String() string {
+func (d *DurationValue) String() string {
 	v := time.Duration(*d)
 	if v > 0 && v%(24*time.Hour) == 0 {
 		return strconv.FormatInt(int64(v/(24*time.Hour)), 10) + "d"
@@ -20,16 +20,17 @@ func (d *durationValue) String() string {
 	return v.String()
 }
 
-func (d *durationValue) Set(s string) error {
-	v, err := parseDuration(s)
+func (d *DurationValue) Set(s string) error {
+	v, err := ParseDuration(s)
 	if err != nil {
 		return err
 	}
-	*d = durationValue(v)
+	*d = DurationValue(v)
 	return nil
 }
 
-func parseDuration(s string) (time.Duration, error) {
+// ParseDuration reads whole days ("30d") or a Go duration ("12h"), not negative.
+func ParseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.ParseUint(days, 10, 16)
 		if err != nil {
@@ -47,12 +48,12 @@ func parseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
-// listValue is a repeatable flag whose values may also be comma-separated.
-type listValue []string
+// ListValue is a repeatable flag whose values may also be comma-separated.
+type ListValue []string
 
-func (l *listValue) String() string { return strings.Join(*l, ",") }
+func (l *ListValue) String() string { return strings.Join(*l, ",") }
 
-func (l *listValue) Set(s string) error {
+func (l *ListValue) Set(s string) error {
 	for _, v := range strings.Split(s, ",") {
 		if v = strings.TrimSpace(v); v != "" {
 			*l = append(*l, v)

@@ -1,4 +1,4 @@
-package main
+package public
 
 import (
 	"context"
@@ -22,7 +22,8 @@ func newTestPublic(t testing.TB, ready func(context.Context) error) http.Handler
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newPublicHandler(publicConfig{Hierarchy: h, Ready: ready, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
+	return New(Config{ChainPEM: h.ChainPEM(), Root: h.Root(), Intermediate: h.Intermediate(), Ready: ready,
+		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
 }
 
 func TestPublicHandler(t *testing.T) {

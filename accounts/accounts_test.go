@@ -1,4 +1,4 @@
-package ca
+package accounts
 
 import (
 	"bytes"
@@ -19,7 +19,8 @@ import (
 // memAccounts is a logic-only fake of AccountStore; the real backends are
 // covered by store/storetest.
 type memAccounts struct {
-	AccountStore
+	UserStore
+	CredentialStore
 	mu     sync.Mutex
 	users  map[string]pki.User
 	tokens map[string]pki.APIToken
@@ -152,7 +153,7 @@ func TestAccounts(t *testing.T) {
 	ctx := context.Background()
 	clock := &fixedClock{time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	st := newMemAccounts()
-	a := NewAccounts(st, clock)
+	a, cr := NewUsers(st, clock), NewCredentials(st, clock)
 	actor := pki.Actor{Name: "cli"}
 
 	if _, err := a.CreateUser(ctx, "alice", pki.RoleOperator, "short", actor); !errors.Is(err, pki.Invalid) {
@@ -201,82 +202,31 @@ func TestAccounts(t *testing.T) {
 		t.Errorf("token for unknown user: err = %v, want NotFound", err)
 	}
 
-	csecret, cred, err := a.CreateCredential(ctx, CredentialSpec{Name: "line-1", DevicePattern: `dev-[0-9]+`, MaxUses: 10}, actor)
+	csecret, cred, err := cr.CreateCredential(ctx, CredentialSpec{Name: "line-1", DevicePattern: `dev-[0-9]+`, MaxUses: 10}, actor)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(csecret, credentialPrefix) || len(cred.Profiles) != 1 || cred.Profiles[0] != DefaultProfile {
 		t.Fatalf("credential = %+v, secret %q", cred, csecret)
 	}
-	if _, _, err := a.CreateCredential(ctx, CredentialSpec{Name: "line-2", DevicePattern: `dev-[`}, actor); !errors.Is(err, pki.Invalid) {
+	if _, _, err := cr.CreateCredential(ctx, CredentialSpec{Name: "line-2", DevicePattern: `dev-[`}, actor); !errors.Is(err, pki.Invalid) {
 		t.Fatalf("bad pattern: err = %v, want Invalid", err)
 	}
-	re, _ := CompileDevicePattern(`dev-[0-9]+`)
+	re, _ := pki.CompileDevicePattern(`dev-[0-9]+`)
 	if re.MatchString("xdev-1") || re.MatchString("dev-1x") || !re.MatchString("dev-42") {
 		t.Fatal("device pattern is not anchored")
 	}
 	// A pattern that closes the anchoring group itself would, once
 	// wrapped, match any id: it must be refused before it is anchored.
 	for _, p := range []string{`sensor-[0-9]+)|(.*`, `a)|(?:.*`, `x))|((.*`, `\Q`, strings.Repeat("a", 600)} {
-		if _, _, err := a.CreateCredential(ctx, CredentialSpec{Name: "escape", DevicePattern: p}, actor); !errors.Is(err, pki.Invalid) {
+		if _, _, err := cr.CreateCredential(ctx, CredentialSpec{Name: "escape", DevicePattern: p}, actor); !errors.Is(err, pki.Invalid) {
 			t.Errorf("pattern %q: err = %v, want Invalid", p, err)
 		}
-		if re, err := CompileDevicePattern(p); err == nil && re.MatchString("anything-at-all") {
+		if re, err := pki.CompileDevicePattern(p); err == nil && re.MatchString("anything-at-all") {
 			t.Errorf("pattern %q compiled and matches any id", p)
 		}
 	}
 
-	if n, err := a.VerifyAudit(ctx); err != nil || n != 3 {
-		t.Fatalf("VerifyAudit = %d, %v; want 3 events, nil", n, err)
-	}
-	st.audit[1].Target = "mallory"
-	if _, err := a.VerifyAudit(ctx); err == nil {
-		t.Fatal("VerifyAudit accepted a tampered event")
-	}
-}
-
-// VerifyAuditRecent reads the whole chain at most every ten minutes and only
-// the new events in between; tampering is found in new events at once and
-// in old ones at the next full read.
-func TestVerifyAuditRecent(t *testing.T) {
-	ctx := context.Background()
-	clock := &fixedClock{time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	st := newMemAccounts()
-	a := NewAccounts(st, clock)
-	actor := pki.Actor{Name: "cli"}
-	for _, n := range []string{"u1", "u2", "u3"} {
-		if _, err := a.CreateUser(ctx, n, pki.RoleAuditor, "long enough password", actor); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c, err := a.VerifyAuditRecent(ctx)
-	if err != nil || c.Events != 3 || !c.FullAt.Equal(clock.t) {
-		t.Fatalf("first check = %+v, %v", c, err)
-	}
-	full := c.FullAt
-	clock.t = clock.t.Add(time.Minute)
-	if _, err := a.CreateUser(ctx, "u4", pki.RoleAuditor, "long enough password", actor); err != nil {
-		t.Fatal(err)
-	}
-	if c, err = a.VerifyAuditRecent(ctx); err != nil || c.Events != 4 || !c.FullAt.Equal(full) {
-		t.Fatalf("incremental check = %+v, %v; want 4 events, the first full read's time", c, err)
-	}
-	if _, err := a.CreateUser(ctx, "u5", pki.RoleAuditor, "long enough password", actor); err != nil {
-		t.Fatal(err)
-	}
-	st.audit[4].Target = "mallory" // a new event, tampered
-	if _, err := a.VerifyAuditRecent(ctx); err == nil {
-		t.Fatal("a tampered new event passed the incremental check")
-	}
-	st.audit[4].Target = "u5"
-	if c, err = a.VerifyAuditRecent(ctx); err != nil || c.Events != 5 {
-		t.Fatalf("after a failure, a full read: %+v, %v", c, err)
-	}
-	st.audit[1].Target = "mallory" // an old event, tampered: found at the next full read
-	clock.t = clock.t.Add(auditFullEvery)
-	if _, err := a.VerifyAuditRecent(ctx); err == nil {
-		t.Fatal("a tampered old event passed the full check")
-	}
 }
 
 // A hash made with older, costlier parameters still verifies and is
@@ -284,7 +234,7 @@ func TestVerifyAuditRecent(t *testing.T) {
 func TestPasswordRehash(t *testing.T) {
 	ctx := context.Background()
 	st := newMemAccounts()
-	a := NewAccounts(st, nil)
+	a := NewUsers(st, nil)
 	if _, err := a.CreateUser(ctx, "old", pki.RoleAuditor, "long enough password", pki.Actor{}); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +257,7 @@ func TestPasswordRehash(t *testing.T) {
 // At most maxConcurrentHashes password hashes run at once; past the wait a
 // check is refused as Unavailable rather than queued without bound.
 func TestPasswordHashSlots(t *testing.T) {
-	a := NewAccounts(newMemAccounts(), nil)
+	a := NewUsers(newMemAccounts(), nil)
 	n := cap(a.hashSlots)
 	for range n {
 		a.hashSlots <- struct{}{} // every slot busy

@@ -1,0 +1,133 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/fleetpki/fleetpki/pki"
+)
+
+// parseMeta reads "key=value".
+func parseMeta(s string) (key, value string, ok bool) {
+	k, v, found := strings.Cut(strings.TrimSpace(s), "=")
+	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+	return k, v, found && k != "" && v != ""
+}
+
+func (u *UI) devices(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := pki.DeviceFilter{IDPrefix: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor"), Limit: 50}
+	switch s := q.Get("status"); s {
+	case "", "all":
+	case string(pki.DeviceActive), string(pki.DeviceRevoked):
+		f.Status = pki.DeviceStatus(s)
+	default:
+		u.fail(w, r, http.StatusBadRequest, "Unknown status filter.")
+		return
+	}
+	if m := q.Get("meta"); m != "" {
+		k, v, ok := parseMeta(m)
+		if !ok {
+			u.fail(w, r, http.StatusBadRequest, "Metadata search takes the form key=value, e.g. lot=2026-W41.")
+			return
+		}
+		f.MetaKey, f.MetaValue = k, v
+	}
+	page, err := u.cfg.Directory.Devices(r.Context(), f)
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	next := ""
+	if page.Next != "" {
+		v := url.Values{}
+		for k, vs := range q {
+			v[k] = vs
+		}
+		v.Set("cursor", page.Next)
+		next = "/devices?" + v.Encode()
+	}
+	u.render(w, r, http.StatusOK, "devices", map[string]any{"Devices": page.Items, "Next": next,
+		"Q": q.Get("q"), "Meta": q.Get("meta"), "Status": q.Get("status")})
+}
+
+func (u *UI) device(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	d, err := u.cfg.Directory.Device(r.Context(), id)
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	certs, err := u.cfg.Directory.Certificates(r.Context(), pki.CertFilter{DeviceID: id, Limit: pki.MaxLimit})
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	targets := []string{id}
+	for _, c := range certs.Items {
+		targets = append(targets, string(c.Serial))
+	}
+	history, err := u.cfg.Audit.Recent(r.Context(), targets, auditPageSize)
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	keys := make([]string, 0, len(d.Metadata))
+	for k := range d.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	u.render(w, r, http.StatusOK, "device", map[string]any{"Device": d, "Certs": certs.Items, "MetaKeys": keys,
+		"History": history, "Now": u.cfg.Clock.Now()})
+}
+
+// reasons offered in revoke forms, most useful first.
+var reasons = []pki.RevocationReason{pki.ReasonKeyCompromise, pki.ReasonCessationOfOperation, pki.ReasonSuperseded,
+	pki.ReasonAffiliationChanged, pki.ReasonUnspecified}
+
+func (u *UI) revokeDeviceForm(w http.ResponseWriter, r *http.Request) {
+	d, err := u.cfg.Directory.Device(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	certs, err := u.cfg.Directory.Certificates(r.Context(), pki.CertFilter{DeviceID: d.ID, Status: pki.CertValid, Limit: pki.MaxLimit})
+	if err != nil {
+		u.serverError(w, r, err)
+		return
+	}
+	u.render(w, r, http.StatusOK, "revoke", map[string]any{"Kind": "device", "Device": d, "Certs": certs.Items,
+		"Action": "/devices/" + url.PathEscape(d.ID) + "/revoke", "Confirm": d.ID, "Reasons": reasons})
+}
+
+// formReason reads and checks the reason field.
+func (u *UI) formReason(w http.ResponseWriter, r *http.Request) (pki.RevocationReason, bool) {
+	reason, err := pki.ParseRevocationReason(r.PostFormValue("reason"))
+	if err != nil || !slices.Contains(reasons, reason) {
+		u.fail(w, r, http.StatusBadRequest, "Choose a revocation reason from the list.")
+		return 0, false
+	}
+	return reason, true
+}
+
+func (u *UI) revokeDevice(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	reason, ok := u.formReason(w, r)
+	if !ok {
+		return
+	}
+	if r.PostFormValue("confirm") != id {
+		u.fail(w, r, http.StatusBadRequest, "Type the device id exactly to confirm; nothing was revoked.")
+		return
+	}
+	recs, err := u.cfg.Revoker.RevokeDevice(r.Context(), id, reason, actor(r))
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	u.render(w, r, http.StatusOK, "revoked", map[string]any{"What": "device " + id, "Certs": recs, "Reason": reason, "DeviceID": id})
+}
