@@ -93,4 +93,3 @@ func VerifyPassword(hash, password string) bool {
 	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
-
