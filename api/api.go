@@ -33,6 +33,9 @@ type Revoker interface {
 	Renew(ctx context.Context, current *x509.Certificate, csr []byte, actor pki.Actor) (*ca.Issued, error)
 	Revoke(ctx context.Context, serial pki.Serial, reason pki.RevocationReason, actor pki.Actor) (pki.CertRecord, error)
 	RevokeDevice(ctx context.Context, deviceID string, reason pki.RevocationReason, actor pki.Actor) ([]pki.CertRecord, error)
+	PreviewMatching(ctx context.Context, sel pki.Selector) (pki.MatchSet, error)
+	RevokeMatching(ctx context.Context, sel pki.Selector, expectSetHash string, reason pki.RevocationReason, actor pki.Actor) (pki.RevocationJob, error)
+	Job(ctx context.Context, id string) (pki.RevocationJob, error)
 }
 
 // Tokens authenticates admin API tokens.
@@ -152,6 +155,9 @@ var adminRoutes = []route{
 	{http.MethodDelete, "/credentials/{id}", pki.RoleAdmin, (*API).disableCredential},
 	{http.MethodGet, "/audit", pki.RoleAuditor, (*API).listAudit},
 	{http.MethodGet, "/revocations/events", pki.RoleBroker, (*API).revocationEvents},
+	{http.MethodPost, "/revocations:bulk-preview", pki.RoleOperator, (*API).previewBulk},
+	{http.MethodPost, "/revocations:bulk", pki.RoleOperator, (*API).revokeBulk},
+	{http.MethodGet, "/revocations/jobs/{id}", pki.RoleOperator, (*API).getJob},
 }
 
 func (a *API) routes() http.Handler {

@@ -64,7 +64,7 @@ func newEnvClock(t *testing.T, clock pki.Clock, opts ...func(*api.Config)) *env 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: "http://127.0.0.1:8080", Clock: clock})
+	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, Bulk: st, PublicURL: "http://127.0.0.1:8080", Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

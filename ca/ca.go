@@ -46,6 +46,8 @@ type Config struct {
 	PublicURL string
 	// ProfilesDir holds extra profiles as *.json files (see ProfileSpec); optional.
 	ProfilesDir string
+	// Bulk, when set, enables bulk revocation (RevokeMatching).
+	Bulk BulkStore
 	// MaxValidPerDevice bounds the unexpired, unrevoked certificates one
 	// device may hold when it renews (default 3): a device renewing in a
 	// loop cannot mint itself an unbounded supply of valid identities.
@@ -88,6 +90,8 @@ type CA struct {
 	feed        feed
 	onIssued    atomic.Pointer[func(pki.CertRecord)]
 	maxValid    int
+	bulk        BulkStore
+	jobs        bulkRunner
 }
 
 // OnIssued registers f to be called with each certificate after it
@@ -137,6 +141,8 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 		clock:       cfg.Clock,
 		log:         cfg.Logger,
 		maxValid:    cfg.MaxValidPerDevice,
+		bulk:        cfg.Bulk,
+		jobs:        bulkRunner{queue: make(chan *jobRun)},
 	}
 	c.feed.log = cfg.Logger
 	if left := cfg.Hierarchy.Intermediate().NotAfter.Sub(cfg.Clock.Now()); left < 90*24*time.Hour {

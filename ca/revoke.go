@@ -139,6 +139,37 @@ func (f *feed) publish(ev pki.RevocationEvent) {
 	}
 }
 
+// publishAll publishes a batch of events (a bulk revocation's), waiting up
+// to within in all for subscribers whose channels are full before it drops
+// the rest for them: a batch can be far larger than a channel, and the
+// subscribers (OCSP cache, CRL, broker) drain theirs fast.
+func (f *feed) publishAll(evs []pki.RevocationEvent, within time.Duration) {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	expired := false
+	for _, ev := range evs {
+		for ch := range f.subs {
+			select {
+			case ch <- ev:
+				continue
+			default:
+			}
+			if !expired {
+				select {
+				case ch <- ev:
+					continue
+				case <-deadline.C:
+					expired = true
+				}
+			}
+			n := f.dropped.Add(1)
+			f.log.Warn("revocation event dropped: a subscriber is not keeping up", "serial", ev.Serial, "dropped_total", n)
+		}
+	}
+}
+
 // PublishStored publishes a revocation that another process made (or this
 // one, heard back through the database): it reads the stored record and,
 // if the certificate is revoked, tells the subscribers. Subscribers must

@@ -130,6 +130,25 @@ func (p *Presigner) Resign(ctx context.Context, serial pki.Serial) error {
 	return p.cfg.Store.SaveOCSPResponses(ctx, rs)
 }
 
+// ResignAll signs the serials' responses from their stored status now and
+// stores them in one transaction.
+func (p *Presigner) ResignAll(ctx context.Context, serials []pki.Serial) error {
+	now := p.cfg.Clock.Now()
+	var batch []pki.OCSPResponse
+	for _, serial := range serials {
+		rec, err := p.cfg.Store.GetCertificate(ctx, serial)
+		if err != nil {
+			return fmt.Errorf("presign %s: %w", serial, err)
+		}
+		rs, err := p.sign(rec, now, presignHashes)
+		if err != nil {
+			return err
+		}
+		batch = append(batch, rs...)
+	}
+	return p.cfg.Store.SaveOCSPResponses(ctx, batch)
+}
+
 // presignBatch bounds one sweep query and one store transaction.
 const presignBatch = 500
 
@@ -203,9 +222,25 @@ func (p *Presigner) Run(ctx context.Context, revocations <-chan pki.RevocationEv
 				revocations = nil
 				continue
 			}
-			if err := p.Resign(ctx, ev.Serial); err != nil && ctx.Err() == nil {
-				// The sweep finds the stale response (its status differs) later.
-				p.cfg.Logger.ErrorContext(ctx, "re-signing a revoked certificate's OCSP response failed", "serial", ev.Serial, "err", err)
+			// Take whatever else is waiting (a bulk revocation sends
+			// thousands): one transaction per batch, not per serial.
+			serials := []pki.Serial{ev.Serial}
+		drain:
+			for len(serials) < presignBatch {
+				select {
+				case ev, ok := <-revocations:
+					if !ok {
+						revocations = nil
+						break drain
+					}
+					serials = append(serials, ev.Serial)
+				default:
+					break drain
+				}
+			}
+			if err := p.ResignAll(ctx, serials); err != nil && ctx.Err() == nil {
+				// The sweep finds the stale responses (their status differs) later.
+				p.cfg.Logger.ErrorContext(ctx, "re-signing revoked certificates' OCSP responses failed", "certificates", len(serials), "err", err)
 			}
 		case rec := <-p.issued:
 			p.signIssued(ctx, rec)

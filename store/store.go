@@ -49,6 +49,22 @@ type Store interface {
 	// revokedSince (zero: all), in serial order, streaming them from the
 	// database (a CRL may list millions). An error ends the sequence.
 	RevokedCerts(ctx context.Context, issuerKeyID string, notAfterAfter, revokedSince time.Time) iter.Seq2[pki.RevokedCert, error]
+	// PreviewMatching returns what a bulk-revocation selector matches at
+	// now: the devices with valid, unexpired certificates, the certificates,
+	// and the set's hash (SHA-256 over sorted "device serial" lines).
+	PreviewMatching(ctx context.Context, sel pki.Selector, now time.Time) (pki.MatchSet, error)
+	// CreateRevocationJob records a bulk revocation, with ev, before its
+	// first batch.
+	CreateRevocationJob(ctx context.Context, job pki.RevocationJob, ev pki.AuditEvent) error
+	// RevokeJobBatch revokes up to limit certificates of the job's set
+	// (valid, unexpired, created at or before job.Created) in one
+	// transaction, one audit event per certificate; done when none was left
+	// (the job is then marked finished).
+	RevokeJobBatch(ctx context.Context, job pki.RevocationJob, at time.Time, limit int) (revoked []pki.CertRecord, done bool, err error)
+	// OpenRevocationJobs lists the unfinished bulk revocations, oldest first.
+	OpenRevocationJobs(ctx context.Context) ([]pki.RevocationJob, error)
+	// GetRevocationJob returns one job, or pki.NotFound.
+	GetRevocationJob(ctx context.Context, id string) (pki.RevocationJob, error)
 	// GetDevice returns the device, or pki.NotFound.
 	GetDevice(ctx context.Context, id string) (pki.Device, error)
 	// ListDevices lists devices in id order.

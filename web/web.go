@@ -65,6 +65,8 @@ type AuditLog interface {
 type Revoker interface {
 	Revoke(ctx context.Context, serial pki.Serial, reason pki.RevocationReason, actor pki.Actor) (pki.CertRecord, error)
 	RevokeDevice(ctx context.Context, deviceID string, reason pki.RevocationReason, actor pki.Actor) ([]pki.CertRecord, error)
+	PreviewMatching(ctx context.Context, sel pki.Selector) (pki.MatchSet, error)
+	RevokeMatching(ctx context.Context, sel pki.Selector, expectSetHash string, reason pki.RevocationReason, actor pki.Actor) (pki.RevocationJob, error)
 }
 
 // Sessions keeps sign-ins.

@@ -2,6 +2,10 @@ package web
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,6 +40,7 @@ type env struct {
 	h     http.Handler
 	clock *clock
 	ca    *ca.CA
+	te    *testenv.Env
 	cfg   Config // what h was built from
 }
 
@@ -59,7 +64,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{h: handler, clock: clk, ca: c, cfg: cfg}
+	return &env{h: handler, clock: clk, ca: c, te: te, cfg: cfg}
 }
 
 // client is a browser-like session: cookies, and the CSRF token of the last page.
@@ -469,4 +474,50 @@ func FuzzNextPath(f *testing.F) {
 			t.Fatalf("nextPath(%q) = %q leaves the site", p, got)
 		}
 	})
+}
+
+// Bulk revocation in the UI: the preview counts the set; a stale hash is a
+// 409 that revokes nothing; a wrong confirmation revokes nothing; the
+// right one revokes exactly the previewed set.
+func TestBulkRevoke(t *testing.T) {
+	e := newEnv(t)
+	te := e.te
+	for _, id := range []string{"lot-a-1", "lot-a-2", "lot-b-1"} {
+		lot := "A"
+		if strings.Contains(id, "-b-") {
+			lot = "B"
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+		if _, err := te.CA.Issue(t.Context(), ca.IssueRequest{DeviceID: id, CSR: csr, Metadata: map[string]string{"lot": lot}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := e.login(t, "operator", testPassword)
+	resp, page := c.do(http.MethodGet, "/bulk-revoke?meta=lot%3DA", nil)
+	if resp.StatusCode != 200 || !strings.Contains(page, "2 active device(s), 2 valid certificate(s)") {
+		t.Fatalf("preview: %d %s", resp.StatusCode, page)
+	}
+	hash := regexp.MustCompile(`name="hash" value="([0-9a-f]+)"`).FindStringSubmatch(page)[1]
+	form := url.Values{"csrf": {c.csrf}, "meta": {"lot=A"}, "hash": {hash}, "count": {"2"}, "reason": {"keyCompromise"}, "confirm": {"3"}}
+	if resp, _ := c.do(http.MethodPost, "/bulk-revoke", form); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a wrong confirmation: %d, want 400", resp.StatusCode)
+	}
+	form.Set("confirm", "2")
+	form.Set("hash", strings.Repeat("0", 64))
+	if resp, body := c.do(http.MethodPost, "/bulk-revoke", form); resp.StatusCode != http.StatusConflict || !strings.Contains(body, "changed since the preview") {
+		t.Fatalf("a stale hash: %d", resp.StatusCode)
+	}
+	if d, _ := te.Store.GetDevice(t.Context(), "lot-a-1"); d.Status != pki.DeviceActive {
+		t.Fatal("a refused bulk revocation revoked a device")
+	}
+	form.Set("hash", hash)
+	if resp, body := c.do(http.MethodPost, "/bulk-revoke", form); resp.StatusCode != 200 || !strings.Contains(body, "2 certificate(s) revoked") {
+		t.Fatalf("bulk revoke: %d %s", resp.StatusCode, body)
+	}
+	for id, want := range map[string]pki.DeviceStatus{"lot-a-1": pki.DeviceRevoked, "lot-a-2": pki.DeviceRevoked, "lot-b-1": pki.DeviceActive} {
+		if d, _ := te.Store.GetDevice(t.Context(), id); d.Status != want {
+			t.Errorf("%s is %s, want %s", id, d.Status, want)
+		}
+	}
 }

@@ -130,3 +130,43 @@ type AuditEvent struct {
 	Details      map[string]string `json:"details,omitempty"`
 	Hash         string            `json:"hash"`
 }
+
+// Selector selects devices by a metadata key and value.
+type Selector struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// BulkPreviewRequest is the body of POST /api/v1/revocations:bulk-preview.
+type BulkPreviewRequest struct {
+	Selector Selector `json:"selector"`
+}
+
+// BulkPreview answers a preview: what a bulk revocation would revoke now.
+type BulkPreview struct {
+	Selector     Selector `json:"selector"`
+	Devices      int      `json:"devices"`
+	Certificates int      `json:"certificates"`
+	// SetHash names the set; the revocation must carry it.
+	SetHash string   `json:"set_hash"`
+	Sample  []string `json:"sample"`
+}
+
+// BulkRevokeRequest is the body of POST /api/v1/revocations:bulk.
+type BulkRevokeRequest struct {
+	Selector Selector `json:"selector"`
+	SetHash  string   `json:"set_hash"`
+	Reason   string   `json:"reason"`
+}
+
+// RevocationJob is a bulk revocation's state.
+type RevocationJob struct {
+	ID       string   `json:"id"`
+	Selector Selector `json:"selector"`
+	SetHash  string   `json:"set_hash"`
+	Reason   string   `json:"reason"`
+	Created  string   `json:"created"`
+	Revoked  int64    `json:"revoked"`
+	Done     bool     `json:"done"`
+	Finished string   `json:"finished,omitempty"`
+}

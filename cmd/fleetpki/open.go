@@ -84,7 +84,7 @@ func (e *env) openCA(ctx context.Context, create bool) error {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		dir = ""
 	}
-	e.ca, err = ca.New(ctx, ca.Config{Hierarchy: e.h, Store: e.st, PublicURL: cfg.PublicURL, ProfilesDir: dir, Logger: e.log})
+	e.ca, err = ca.New(ctx, ca.Config{Hierarchy: e.h, Store: e.st, Bulk: e.st, PublicURL: cfg.PublicURL, ProfilesDir: dir, Logger: e.log})
 	return err
 }
 

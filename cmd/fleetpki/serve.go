@@ -159,6 +159,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	crlEvents := subscribe()
 	add("crl", func(ctx context.Context) error { return crls.Run(ctx, crlEvents) })
 
+	// Bulk revocations run here, and those a crash cut short resume.
+	add("bulk revocations", e.ca.RunJobs)
+
 	// Revocations by other processes sharing the store reach this one's feed.
 	add("revocation listener", func(ctx context.Context) error {
 		return e.st.ListenRevocations(ctx, log, func(serial pki.Serial) {

@@ -48,7 +48,7 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.PublicURL == "" {
 		opts.PublicURL = "http://127.0.0.1:8080"
 	}
-	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, PublicURL: opts.PublicURL, Clock: opts.Clock})
+	c, err := ca.New(ctx, ca.Config{Hierarchy: h, Store: st, Bulk: st, PublicURL: opts.PublicURL, Clock: opts.Clock})
 	if err != nil {
 		t.Fatal(err)
 	}

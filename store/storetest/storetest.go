@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 		{"web sessions", testWebSessions},
 		{"dashboard stats", testStats},
 		{"recent audit events by target", testAuditRecent},
+		{"bulk revocation", testBulkRevocation},
 		{"not found", testNotFound},
 	}
 	for _, tc := range tests {
