@@ -55,7 +55,9 @@ func TestBulkRevocation(t *testing.T) {
 	}
 
 	status, body, _ = e.do(nil, "POST", "/api/v1/revocations:bulk-preview", e.tokens[pki.RoleOperator], jsonBody(t, map[string]any{"selector": sel}))
-	_ = json.Unmarshal(body, &preview)
+	if status != 200 || json.Unmarshal(body, &preview) != nil || preview.Devices != 6 {
+		t.Fatalf("second preview: %d %s", status, body)
+	}
 	status, body, hdr = e.do(nil, "POST", "/api/v1/revocations:bulk", e.tokens[pki.RoleOperator], jsonBody(t, map[string]any{
 		"selector": sel, "set_hash": preview.SetHash, "reason": "keyCompromise"}))
 	var job struct {

@@ -29,7 +29,7 @@ import (
 // Config configures the handler.
 type Config struct {
 	// ChainPEM (issuing CA first, root last), Root and Intermediate are the
-	// CA certificates served at /ca.pem and /ca/*.crt.
+	// CA certificates served at /ca.pem and /ca/*.crt; nil Root leaves them out.
 	ChainPEM     []byte
 	Root         *x509.Certificate
 	Intermediate *x509.Certificate
@@ -43,6 +43,9 @@ type Config struct {
 	OCSP http.Handler
 	// CRLs serves GET /crl, /crl.pem, /crl/delta and /crl/root; nil leaves them out.
 	CRLs *crl.Publisher
+	// NotReady says what /readyz answers when Ready fails (default "the
+	// database does not answer").
+	NotReady string
 }
 
 // readyTimeout bounds one readiness check, well under a probe's own timeout.
@@ -52,10 +55,15 @@ const readyTimeout = 2 * time.Second
 // change only when an operator replaces the issuing CA and restarts.
 const caCacheControl = "public, max-age=300"
 
-// New routes the unauthenticated endpoints of --http-addr. OCSP and the
-// CRLs are served here too, when configured.
+// New routes the unauthenticated endpoints: health, readiness and metrics
+// always; the CA certificates, OCSP and the CRLs when configured (serve's
+// --http-addr has all; `fleetpki ocsp` OCSP only; the standalone broker's
+// --metrics-addr none).
 func New(cfg Config) http.Handler {
 	m := newHTTPMetrics(cfg.Registry)
+	if cfg.NotReady == "" {
+		cfg.NotReady = "the database does not answer"
+	}
 	chainPEM := cfg.ChainPEM
 
 	r := chi.NewRouter()
@@ -69,7 +77,7 @@ func New(cfg Config) http.Handler {
 		if err := cfg.Ready(ctx); err != nil {
 			// Our dependency's fault, so Warn; the cause stays in the log.
 			cfg.Logger.WarnContext(ctx, "readiness check failed", "err", err)
-			WriteText(w, http.StatusServiceUnavailable, "not ready: the database does not answer\n")
+			WriteText(w, http.StatusServiceUnavailable, "not ready: "+cfg.NotReady+"\n")
 			return
 		}
 		WriteText(w, http.StatusOK, "ready\n")
@@ -77,9 +85,11 @@ func New(cfg Config) http.Handler {
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError),
 	}))
-	r.Get("/ca.pem", staticHandler("application/x-pem-file", chainPEM))
-	r.Get("/ca/root.crt", staticHandler("application/pkix-cert", cfg.Root.Raw))
-	r.Get("/ca/intermediate.crt", staticHandler("application/pkix-cert", cfg.Intermediate.Raw))
+	if cfg.Root != nil {
+		r.Get("/ca.pem", staticHandler("application/x-pem-file", chainPEM))
+		r.Get("/ca/root.crt", staticHandler("application/pkix-cert", cfg.Root.Raw))
+		r.Get("/ca/intermediate.crt", staticHandler("application/pkix-cert", cfg.Intermediate.Raw))
+	}
 	if cfg.CRLs != nil {
 		r.Method(http.MethodGet, "/crl", cfg.CRLs.Issuing.Handler(false))
 		r.Method(http.MethodGet, "/crl.pem", cfg.CRLs.Issuing.Handler(true))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -66,34 +67,24 @@ func (c *cli) userCreate(ctx context.Context, args []string) error {
 // userToken creates an admin API token for an existing user and prints it
 // alone on the last line of standard output.
 func (c *cli) userToken(ctx context.Context, args []string) error {
-	cfg := &config.Config{}
-	fs := c.newFlags("user token", cfg)
-	name := fs.String("name", "", "user the token acts as (required)")
-	ttl := config.DurationValue(defaultTokenTTL)
-	fs.Var(&ttl, "ttl", "token lifetime, e.g. 12h or 30d; 0 means it never expires")
-	log, err := c.start(fs, cfg, args)
-	if err != nil {
-		return err
-	}
-	if *name == "" {
-		return usageError{errors.New("user token: --name is required")}
-	}
-	e, err := c.open(ctx, cfg, log, openStoreOnly)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	secret, err := accounts.NewUsers(e.st, nil).CreateToken(ctx, *name, time.Duration(ttl), cliActor())
-	if err != nil {
-		return err
-	}
-	expiry := "never expires"
-	if ttl > 0 {
-		expiry = "expires " + time.Now().Add(time.Duration(ttl)).UTC().Format(time.RFC3339)
-	}
-	fmt.Fprintf(c.stderr, "API token for %q (%s); it is shown only now:\n", *name, expiry)
-	fmt.Fprintln(c.stdout, secret)
-	return nil
+	return c.storeCommand(ctx, "user token", args, func(fs *flag.FlagSet) (func() error, func(context.Context, *env) error) {
+		name := fs.String("name", "", "user the token acts as (required)")
+		ttl := config.DurationValue(defaultTokenTTL)
+		fs.Var(&ttl, "ttl", "token lifetime, e.g. 12h or 30d; 0 means it never expires")
+		return required("user token", "--name", name), func(ctx context.Context, e *env) error {
+			secret, err := accounts.NewUsers(e.st, nil).CreateToken(ctx, *name, time.Duration(ttl), cliActor())
+			if err != nil {
+				return err
+			}
+			expiry := "never expires"
+			if ttl > 0 {
+				expiry = "expires " + time.Now().Add(time.Duration(ttl)).UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(c.stderr, "API token for %q (%s); it is shown only now:\n", *name, expiry)
+			fmt.Fprintln(c.stdout, secret)
+			return nil
+		}
+	})
 }
 
 // userSetDisabled returns the `user disable` or `user enable` command.
@@ -103,26 +94,16 @@ func userSetDisabled(disable bool) func(c *cli, ctx context.Context, args []stri
 		verb = "disable"
 	}
 	return func(c *cli, ctx context.Context, args []string) error {
-		cfg := &config.Config{}
-		fs := c.newFlags("user "+verb, cfg)
-		name := fs.String("name", "", "user name (required)")
-		log, err := c.start(fs, cfg, args)
-		if err != nil {
-			return err
-		}
-		if *name == "" {
-			return usageError{fmt.Errorf("user %s: --name is required", verb)}
-		}
-		e, err := c.open(ctx, cfg, log, openStoreOnly)
-		if err != nil {
-			return err
-		}
-		defer e.close()
-		if err := accounts.NewUsers(e.st, nil).SetUserDisabled(ctx, *name, disable, cliActor()); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stderr, "User %q is %sd; their sessions and API tokens follow at the next request.\n", *name, verb)
-		return nil
+		return c.storeCommand(ctx, "user "+verb, args, func(fs *flag.FlagSet) (func() error, func(context.Context, *env) error) {
+			name := fs.String("name", "", "user name (required)")
+			return required("user "+verb, "--name", name), func(ctx context.Context, e *env) error {
+				if err := accounts.NewUsers(e.st, nil).SetUserDisabled(ctx, *name, disable, cliActor()); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "User %q is %sd; their sessions and API tokens follow at the next request.\n", *name, verb)
+				return nil
+			}
+		})
 	}
 }
 
@@ -179,55 +160,73 @@ func (c *cli) credentialCreate(ctx context.Context, args []string) error {
 
 // credentialList prints the enrollment credentials, one per line (tab-separated).
 func (c *cli) credentialList(ctx context.Context, args []string) error {
-	cfg := &config.Config{}
-	fs := c.newFlags("credential list", cfg)
-	log, err := c.start(fs, cfg, args)
-	if err != nil {
-		return err
-	}
-	e, err := c.open(ctx, cfg, log, openStoreOnly)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	creds, err := accounts.NewCredentials(e.st, nil).ListCredentials(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(c.stdout, "ID\tNAME\tPATTERN\tUSES\tMAX_USES\tEXPIRES\tSTATE")
-	for _, cr := range creds {
-		exp, state := "never", "enabled"
-		if cr.ExpiresAt != nil {
-			exp = cr.ExpiresAt.UTC().Format(time.RFC3339)
+	return c.storeCommand(ctx, "credential list", args, func(*flag.FlagSet) (func() error, func(context.Context, *env) error) {
+		return nil, func(ctx context.Context, e *env) error {
+			creds, err := accounts.NewCredentials(e.st, nil).ListCredentials(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.stdout, "ID\tNAME\tPATTERN\tUSES\tMAX_USES\tEXPIRES\tSTATE")
+			for _, cr := range creds {
+				exp, state := "never", "enabled"
+				if cr.ExpiresAt != nil {
+					exp = cr.ExpiresAt.UTC().Format(time.RFC3339)
+				}
+				if cr.Disabled {
+					state = "disabled"
+				}
+				fmt.Fprintf(c.stdout, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", cr.ID, cr.Name, cr.DevicePattern, cr.Uses, cr.MaxUses, exp, state)
+			}
+			return nil
 		}
-		if cr.Disabled {
-			state = "disabled"
-		}
-		fmt.Fprintf(c.stdout, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", cr.ID, cr.Name, cr.DevicePattern, cr.Uses, cr.MaxUses, exp, state)
-	}
-	return nil
+	})
 }
 
 // credentialDisable disables an enrollment credential by id.
 func (c *cli) credentialDisable(ctx context.Context, args []string) error {
+	return c.storeCommand(ctx, "credential disable", args, func(fs *flag.FlagSet) (func() error, func(context.Context, *env) error) {
+		id := fs.String("id", "", "credential id, as `credential list` shows it (required)")
+		return required("credential disable", "--id", id), func(ctx context.Context, e *env) error {
+			if err := accounts.NewCredentials(e.st, nil).DisableCredential(ctx, *id, cliActor()); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stderr, "Credential %s is disabled; running servers refuse it within a second.\n", *id)
+			return nil
+		}
+	})
+}
+
+// storeCommand runs a command on the store: setup registers the command's
+// flags and returns a check of them (nil: none) and the work, which runs
+// once the flags are parsed, checked, and the store is open.
+func (c *cli) storeCommand(ctx context.Context, name string, args []string,
+	setup func(*flag.FlagSet) (check func() error, run func(context.Context, *env) error)) error {
 	cfg := &config.Config{}
-	fs := c.newFlags("credential disable", cfg)
-	id := fs.String("id", "", "credential id, as `credential list` shows it (required)")
+	fs := c.newFlags(name, cfg)
+	check, run := setup(fs)
 	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
-	if *id == "" {
-		return usageError{errors.New("credential disable: --id is required")}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	e, err := c.open(ctx, cfg, log, openStoreOnly)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	if err := accounts.NewCredentials(e.st, nil).DisableCredential(ctx, *id, cliActor()); err != nil {
-		return err
+	return run(ctx, e)
+}
+
+// required is a check that a string flag is set.
+func required(command, flagName string, v *string) func() error {
+	return func() error {
+		if *v == "" {
+			return usageError{fmt.Errorf("%s: %s is required", command, flagName)}
+		}
+		return nil
 	}
-	fmt.Fprintf(c.stderr, "Credential %s is disabled; running servers refuse it within a second.\n", *id)
-	return nil
 }

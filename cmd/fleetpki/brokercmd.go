@@ -9,10 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fleetpki/fleetpki/broker/remote"
 	"github.com/fleetpki/fleetpki/ca"
@@ -47,7 +44,7 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 	}
 	var eventsToken string
 	if *eventsURL != "" {
-		if eventsToken, err = readSecret(*eventsTokenFile, c.lookupEnv, envEventsToken); err != nil || eventsToken == "" {
+		if eventsToken, err = config.ReadSecret(*eventsTokenFile, c.lookupEnv, envEventsToken); err != nil || eventsToken == "" {
 			return usageError{fmt.Errorf("broker: --events-url needs a token of a user with role broker: --events-token-file or %s", envEventsToken)}
 		}
 	}
@@ -100,16 +97,8 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 		}})
 	}
 	if *metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { public.WriteText(w, http.StatusOK, "ok\n") })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if err := b.Err(); err != nil {
-				public.WriteText(w, http.StatusServiceUnavailable, "not ready: the MQTT listener is gone\n")
-				return
-			}
-			public.WriteText(w, http.StatusOK, "ready\n")
-		})
+		mux := public.New(public.Config{Registry: reg, Logger: log, Ready: func(context.Context) error { return b.Err() },
+			NotReady: "the MQTT listener is gone"})
 		raw, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
 			return fmt.Errorf("--metrics-addr %q: %w", *metricsAddr, err)
@@ -118,19 +107,4 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 		parts = append(parts, component{"metrics", (&listen.Server{Name: "metrics", Listener: ln, HTTP: newHTTPServer(mux, log)}).Run})
 	}
 	return runAll(ctx, parts)
-}
-
-// readSecret reads a secret from file (its first line) or, when file is
-// empty, from the environment variable env.
-func readSecret(file string, lookupEnv func(string) (string, bool), env string) (string, error) {
-	if file == "" {
-		v, _ := lookupEnv(env)
-		return strings.TrimSpace(v), nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", file, config.UnwrapPath(err))
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return strings.TrimSpace(line), nil
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/fleetpki/fleetpki/client"
 	"github.com/fleetpki/fleetpki/internal/config"
@@ -18,23 +17,10 @@ import (
 // appear in the process list.
 const envCredential = "FLEETPKI_CREDENTIAL"
 
-// metadataFlag collects repeated --metadata key=value.
-type metadataFlag map[string]string
-
-func (m metadataFlag) String() string { return fmt.Sprint(map[string]string(m)) }
-func (m metadataFlag) Set(v string) error {
-	k, val, ok := strings.Cut(v, "=")
-	if !ok || k == "" {
-		return errors.New("want key=value")
-	}
-	m[k] = val
-	return nil
-}
-
 type enrollOptions struct {
 	server, fingerprint, credential, deviceID, out, profile, csrFile, batch string
 	parallel                                                                int
-	metadata                                                                metadataFlag
+	metadata                                                                config.MapValue
 }
 
 // enroll is the factory station's command: it makes the device's key in
@@ -42,7 +28,7 @@ type enrollOptions struct {
 // certificate, chain and root. --batch enrolls a CSV of device ids and can be
 // re-run after an interruption without issuing anything twice.
 func (c *cli) enroll(ctx context.Context, args []string) error {
-	o := enrollOptions{metadata: metadataFlag{}}
+	o := enrollOptions{metadata: config.MapValue{}}
 	fs := flag.NewFlagSet("fleetpki enroll", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.server, "server", "", "HTTPS URL of fleetpki (e.g. https://pki.example:8443)")

@@ -8,9 +8,6 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fleetpki/fleetpki/ca"
@@ -58,24 +55,9 @@ func (c *cli) ocspOnly(ctx context.Context, args []string) error {
 		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
 	}
 	ln := listen.New(rawLn, listen.Config{Name: "ocsp", Metrics: lm, Logger: log})
-	responder := ocspresponder.NewResponder(filtered, log, reg)
-	r := chi.NewRouter()
-	r.Use(middleware.GetHead, public.TextGuard)
-	r.Method(http.MethodPost, "/ocsp", responder)
-	r.Method(http.MethodGet, "/ocsp/*", responder)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { public.WriteText(w, http.StatusOK, "ok\n") })
-	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		rctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
-		defer cancel()
-		if err := errors.Join(e.st.Ping(rctx), ln.Err()); err != nil {
-			log.WarnContext(rctx, "readiness check failed", "err", err)
-			public.WriteText(w, http.StatusServiceUnavailable, "not ready\n")
-			return
-		}
-		public.WriteText(w, http.StatusOK, "ready\n")
-	})
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &listen.Server{Name: "ocsp", Listener: ln, HTTP: newHTTPServer(r, log)}
+	ready := func(ctx context.Context) error { return errors.Join(e.st.Ping(ctx), ln.Err()) }
+	handler := public.New(public.Config{Registry: reg, Logger: log, Ready: ready, OCSP: ocspresponder.NewResponder(filtered, log, reg)})
+	srv := &listen.Server{Name: "ocsp", Listener: ln, HTTP: newHTTPServer(handler, log)}
 	log.InfoContext(ctx, "listening", "listener", "ocsp", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/ocsp",
 		"issuer", issuer.Subject.String())
 	g, gctx := errgroup.WithContext(ctx)

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -28,7 +25,6 @@ import (
 	"github.com/fleetpki/fleetpki/ocspresponder"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/public"
-	"github.com/fleetpki/fleetpki/renewal"
 	"github.com/fleetpki/fleetpki/web"
 )
 
@@ -46,9 +42,8 @@ const (
 // Lifetimes of the certificates serve issues itself; each is renewed at two
 // thirds of its life (package renewal) and at every start.
 const (
-	serverCertValidity    = 30 * 24 * time.Hour
-	ocspResponderValidity = 30 * 24 * time.Hour
-	adminUser             = "admin"
+	serverCertValidity = 30 * 24 * time.Hour
+	adminUser          = "admin"
 )
 
 // component is a running part of serve.
@@ -106,44 +101,14 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	// OCSP: a responder certificate renewed in memory, a caching signer,
 	// and the presigner that keeps a response stored for every certificate.
 	h := e.h
-	var cache *ocspresponder.CacheSource
-	responder, err := renewal.New(ctx, renewal.Config[*ocspresponder.Signer]{Name: "ocsp responder", Logger: log,
-		Issue: func(ctx context.Context) (*ocspresponder.Signer, *x509.Certificate, error) {
-			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			if err != nil {
-				return nil, nil, fmt.Errorf("OCSP responder key: %w", err)
-			}
-			cert, err := e.ca.IssueOCSPResponderCert(ctx, key.Public(), ocspResponderValidity)
-			if err != nil {
-				return nil, nil, err
-			}
-			return &ocspresponder.Signer{Issuer: h.Intermediate(), Responder: cert, Key: key}, cert, nil
-		},
-		Installed: func(_ context.Context, s *ocspresponder.Signer) error {
-			if cache == nil {
-				return nil // the first one: the cache is built with it below
-			}
-			return cache.SetSigner(s)
-		}})
+	ocsp, err := ocspresponder.NewService(ctx, ocspresponder.ServiceConfig{Issuer: h.Intermediate(), Certify: e.ca.IssueOCSPResponderCert,
+		Store: e.st, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
-	if cache, err = ocspresponder.NewCacheSource(ocspresponder.CacheConfig{Signer: responder.Current(), Status: e.st, Responses: e.st}); err != nil {
-		return err
-	}
-	presign, err := ocspresponder.NewPresigner(ocspresponder.PresignConfig{Store: e.st, Signer: cache.Signer, IssuerKeyID: h.IssuerKeyID(), Logger: log})
-	if err != nil {
-		return err
-	}
-	e.ca.OnIssued(presign.Issued)
-	filtered, err := ocspresponder.NewFilterSource(h.Intermediate(), cache)
-	if err != nil {
-		return err
-	}
-	add("ocsp responder renewal", responder.Run)
+	e.ca.OnIssued(ocsp.Presigner.Issued)
 	cacheEvents, presignEvents := subscribe(), subscribe()
-	add("ocsp cache", func(ctx context.Context) error { return cache.Run(ctx, cacheEvents) })
-	add("ocsp presigner", func(ctx context.Context) error { return presign.Run(ctx, presignEvents) })
+	add("ocsp", func(ctx context.Context) error { return ocsp.Run(ctx, cacheEvents, presignEvents) })
 
 	// CRLs: one generator per issuer among replicas.
 	root, err := rootSigner(ctx, cfg, h, log)
@@ -180,7 +145,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	var mqttBroker *broker.Broker
 	var httpsLn *listen.Listener
 	ready := func(ctx context.Context) error {
-		errs := []error{e.st.Ping(ctx), cache.Ready(), crls.Ready(ctx), httpLn.Err(), httpsLn.Err()}
+		errs := []error{e.st.Ping(ctx), ocsp.Cache.Ready(), crls.Ready(ctx), httpLn.Err(), httpsLn.Err()}
 		if mqttBroker != nil {
 			errs = append(errs, mqttBroker.Err())
 		}
@@ -188,7 +153,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	add("http", (&listen.Server{Name: "http", Listener: httpLn, HTTP: newHTTPServer(public.New(public.Config{
 		ChainPEM: h.ChainPEM(), Root: h.Root(), Intermediate: h.Intermediate(), Registry: reg, Logger: log,
-		OCSP: ocspresponder.NewResponder(filtered, log, reg), CRLs: crls, Ready: ready}), log)}).Run)
+		OCSP: ocsp.Handler, CRLs: crls, Ready: ready}), log)}).Run)
 
 	// The HTTPS listener: REST API, EST and the admin UI.
 	getCert, err := serverCert(ctx, cfg.TLSCert, cfg.TLSKey, e.ca, cfg.TLSNamesFor(cfg.HTTPSAddr), "https", add, log)
@@ -202,7 +167,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			return web.Health{}, err
 		}
 		return web.Health{CRLNumber: l.Number, CRLThisUpdate: l.ThisUpdate, CRLNextUpdate: l.NextUpdate,
-			OCSPSignerEnd: cache.Signer().Responder.NotAfter}, nil
+			OCSPSignerEnd: ocsp.Cache.Signer().Responder.NotAfter}, nil
 	}, log)
 	if err != nil {
 		return err
@@ -230,7 +195,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		log.InfoContext(ctx, "the MQTT broker is off (--mqtt-addr is empty)")
 	}
 	if cfg.PprofAddr != "" {
-		add("pprof", func(ctx context.Context) error { return servePprof(ctx, cfg.PprofAddr, log) })
+		add("pprof", func(ctx context.Context) error { return listen.Pprof(ctx, cfg.PprofAddr, log) })
 	}
 
 	base := "http://" + httpLn.Addr().String()

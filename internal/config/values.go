@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -60,4 +62,35 @@ func (l *ListValue) Set(s string) error {
 		}
 	}
 	return nil
+}
+
+// MapValue collects a repeatable key=value flag.
+type MapValue map[string]string
+
+func (m MapValue) String() string { return fmt.Sprint(map[string]string(m)) }
+
+// Set adds one key=value.
+func (m MapValue) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return errors.New("want key=value")
+	}
+	m[k] = val
+	return nil
+}
+
+// ReadSecret reads a secret from file (its first line) or, when file is
+// empty, from the environment variable env: never from a flag, which every
+// local user can read in the process list.
+func ReadSecret(file string, lookupEnv func(string) (string, bool), env string) (string, error) {
+	if file == "" {
+		v, _ := lookupEnv(env)
+		return strings.TrimSpace(v), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", file, UnwrapPath(err))
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line), nil
 }
