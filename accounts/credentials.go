@@ -58,6 +58,10 @@ type CredentialSpec struct {
 	MaxUses int64
 	// NoReenroll refuses device ids that are enrolled already.
 	NoReenroll bool
+	// NamePattern is an RE2 expression every DNS name or IP address of a
+	// service certificate must match; empty allows none (no server or
+	// broker certificates with this credential).
+	NamePattern string
 }
 
 var credentialNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -67,8 +71,11 @@ func (a *Credentials) CreateCredential(ctx context.Context, spec CredentialSpec,
 	if !credentialNameRE.MatchString(spec.Name) {
 		return "", pki.Credential{}, pki.Errorf(pki.Invalid, "credential name must be 1 to 64 of letters, digits, '.', '_', '-'")
 	}
-	if spec.DevicePattern != "" {
-		if _, err := pki.CompileDevicePattern(spec.DevicePattern); err != nil {
+	for _, p := range []string{spec.DevicePattern, spec.NamePattern} {
+		if p == "" {
+			continue
+		}
+		if _, err := pki.CompileDevicePattern(p); err != nil {
 			return "", pki.Credential{}, err
 		}
 	}
@@ -82,10 +89,10 @@ func (a *Credentials) CreateCredential(ctx context.Context, spec CredentialSpec,
 	secret := credentialPrefix + randomSecret()
 	now := a.clock.Now()
 	c := pki.Credential{ID: randomID(), Name: spec.Name, Hash: secretHash(secret), Profiles: profiles,
-		DevicePattern: spec.DevicePattern, MaxUses: spec.MaxUses, NoReenroll: spec.NoReenroll, CreatedAt: now}
+		DevicePattern: spec.DevicePattern, NamePattern: spec.NamePattern, MaxUses: spec.MaxUses, NoReenroll: spec.NoReenroll, CreatedAt: now}
 	details := map[string]string{"credential_id": c.ID, "profiles": strings.Join(profiles, ","),
 		"device_pattern": spec.DevicePattern, "max_uses": strconv.FormatInt(spec.MaxUses, 10),
-		"no_reenroll": strconv.FormatBool(spec.NoReenroll)}
+		"no_reenroll": strconv.FormatBool(spec.NoReenroll), "name_pattern": spec.NamePattern}
 	if spec.TTL > 0 {
 		exp := now.Add(spec.TTL)
 		c.ExpiresAt = &exp

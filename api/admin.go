@@ -20,7 +20,11 @@ func toDevice(d pki.Device) wire.Device {
 	if m == nil {
 		m = map[string]string{}
 	}
-	return wire.Device{ID: d.ID, Status: d.Status, Metadata: m, CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt)}
+	kind := d.Kind
+	if kind == "" {
+		kind = pki.KindDevice
+	}
+	return wire.Device{ID: d.ID, Kind: kind, Status: d.Status, Metadata: m, CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt)}
 }
 
 func toCert(c pki.CertRecord, now time.Time, withPEM bool) wire.CertRecord {
@@ -55,7 +59,14 @@ func (a *API) listDevices(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, err)
 		return
 	}
-	f := pki.DeviceFilter{Status: pki.DeviceStatus(q.Get("status")), IDPrefix: q.Get("q"), Limit: n, Cursor: q.Get("cursor")}
+	switch k := pki.DeviceKind(q.Get("kind")); k {
+	case "", pki.KindDevice, pki.KindService:
+	default:
+		a.err.send(w, r, pki.Errorf(pki.Invalid, "kind must be device or service"))
+		return
+	}
+	f := pki.DeviceFilter{Status: pki.DeviceStatus(q.Get("status")), Kind: pki.DeviceKind(q.Get("kind")), IDPrefix: q.Get("q"),
+		Limit: n, Cursor: q.Get("cursor")}
 	if meta := q.Get("metadata"); meta != "" {
 		k, v, ok := strings.Cut(meta, "=")
 		if !ok {
@@ -173,7 +184,7 @@ func (a *API) revokeDevice(w http.ResponseWriter, r *http.Request) {
 
 func toCredential(c pki.Credential) wire.Credential {
 	j := wire.Credential{ID: c.ID, Name: c.Name, Profiles: c.Profiles, DevicePattern: c.DevicePattern, MaxUses: c.MaxUses,
-		NoReenroll: c.NoReenroll, Uses: c.Uses, Disabled: c.Disabled, CreatedAt: rfc3339(c.CreatedAt)}
+		NoReenroll: c.NoReenroll, NamePattern: c.NamePattern, Uses: c.Uses, Disabled: c.Disabled, CreatedAt: rfc3339(c.CreatedAt)}
 	if c.ExpiresAt != nil {
 		j.ExpiresAt = rfc3339(*c.ExpiresAt)
 	}
@@ -196,7 +207,8 @@ func (a *API) createCredential(w http.ResponseWriter, r *http.Request) {
 		ttl = d
 	}
 	secret, c, err := a.cfg.Credentials.CreateCredential(r.Context(), accounts.CredentialSpec{Name: req.Name, Profiles: req.Profiles,
-		DevicePattern: req.DevicePattern, TTL: ttl, MaxUses: req.MaxUses, NoReenroll: req.NoReenroll}, actor(r, "user:"+userOf(r).Name))
+		DevicePattern: req.DevicePattern, NamePattern: req.NamePattern, TTL: ttl, MaxUses: req.MaxUses, NoReenroll: req.NoReenroll},
+		actor(r, "user:"+userOf(r).Name))
 	if err != nil {
 		a.err.send(w, r, err)
 		return

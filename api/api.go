@@ -51,6 +51,15 @@ type Credentials interface {
 	DisableCredential(ctx context.Context, id string, actor pki.Actor) error
 }
 
+// ClientCerts verifies certificates clients present over TLS (brokers on
+// the revocation event stream).
+type ClientCerts interface {
+	VerifyClient(ctx context.Context, cert *x509.Certificate) (pki.CertRecord, error)
+}
+
+// brokerProfile is the profile of brokers' certificates (package ca).
+const brokerProfile = "broker"
+
 // Directory reads devices and certificates.
 type Directory interface {
 	Certificate(ctx context.Context, serial pki.Serial) (pki.CertRecord, error)
@@ -70,8 +79,10 @@ type Config struct {
 	Revoker     Revoker
 	Tokens      Tokens
 	Credentials Credentials
-	Directory   Directory
-	Audit       AuditLog
+	// Clients, when set, lets brokers authenticate with their certificates.
+	Clients   ClientCerts
+	Directory Directory
+	Audit     AuditLog
 	// PublicURL is the base of the OCSP and CRL URLs reported to enrolling clients.
 	PublicURL string
 	// CAChain (issuing CA first, root last) is what EST's /cacerts returns.

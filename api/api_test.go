@@ -70,7 +70,8 @@ func newEnvClock(t *testing.T, clock pki.Clock, opts ...func(*api.Config)) *env 
 	}
 	users, creds := accounts.NewUsers(st, nil), accounts.NewCredentials(st, nil)
 	cfg := api.Config{Enroller: ca.NewEnroller(c, creds, st), Revoker: c, Tokens: users, Credentials: creds,
-		Directory: ca.NewDirectory(st, nil), Audit: audit.New(st, nil), PublicURL: "http://127.0.0.1:8080"}
+		Directory: ca.NewDirectory(st, nil), Audit: audit.New(st, nil), PublicURL: "http://127.0.0.1:8080", Clients: c,
+		Events: func(int) (<-chan pki.RevocationEvent, func()) { return make(chan pki.RevocationEvent), func() {} }}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -26,6 +26,22 @@ func (a *API) requireRole(need pki.Role) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, ok := bearer(r)
+			if !ok && need == pki.RoleBroker && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.cfg.Clients != nil {
+				// A broker may also authenticate with its own certificate
+				// (profile broker, issued by this CA, not revoked).
+				rec, err := a.cfg.Clients.VerifyClient(r.Context(), r.TLS.PeerCertificates[0])
+				if err != nil {
+					a.err.send(w, r, err)
+					return
+				}
+				if rec.Profile != brokerProfile {
+					a.err.send(w, r, withCode("role_insufficient", pki.Errorf(pki.Forbidden, "this needs a broker identity; the certificate's profile is %s", rec.Profile)))
+					return
+				}
+				u := pki.User{Name: "broker:" + rec.DeviceID, Role: pki.RoleBroker}
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
+				return
+			}
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fleetpki"`)
 				a.err.send(w, r, withCode("token_required", pki.Errorf(pki.Unauthenticated, "an admin API token is required (Authorization: Bearer …)")))

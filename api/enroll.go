@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"net"
 	"net/http"
 	"strings"
 
@@ -58,9 +59,22 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) {
 		a.err.send(w, r, withCode("csr_missing", pki.Errorf(pki.Invalid, "csr is required (a PEM PKCS#10 request)")))
 		return
 	}
+	for _, ip := range req.IPAddresses {
+		if net.ParseIP(ip) == nil {
+			a.err.send(w, r, withCode("bad_ip_address", pki.Errorf(pki.Invalid, "ip_addresses: %q is not an IP address", truncate(ip, 64))))
+			return
+		}
+	}
+	for _, n := range req.DNSNames {
+		if net.ParseIP(n) != nil {
+			a.err.send(w, r, withCode("bad_dns_name", pki.Errorf(pki.Invalid, "dns_names: %q is an IP address; give it in ip_addresses", n)))
+			return
+		}
+	}
 	act := actor(r, "credential:"+cred.Name)
 	iss, err := a.cfg.Enroller.EnrollIdempotent(r.Context(), cred, r.Header.Get("Idempotency-Key"), ca.IssueRequest{
 		DeviceID: req.DeviceID, CSR: []byte(req.CSR), Profile: req.Profile, Metadata: req.Metadata, Actor: act,
+		Names: append(append([]string(nil), req.DNSNames...), req.IPAddresses...),
 	})
 	if err != nil {
 		a.err.send(w, r, err)
@@ -113,8 +127,8 @@ func (a *API) allowRenew(w http.ResponseWriter, r *http.Request, cert *x509.Cert
 	return false
 }
 
-// deviceName names a client certificate's device for the audit log: its
-// device URI, else its CN.
+// deviceName names a client certificate's device or service for the audit
+// log: its device URI, else its CN.
 func deviceName(c *x509.Certificate) string {
 	for _, u := range c.URIs {
 		if id, ok := strings.CutPrefix(u.String(), "urn:fleetpki:device:"); ok {

@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -111,4 +114,32 @@ func match(filter, topic string) bool {
 	}
 	b.WriteString("$")
 	return regexp.MustCompile(b.String()).MatchString(topic)
+}
+
+// The device id comes from the device URI or the CN; a service's
+// certificate (serverAuth: a broker's, a server's) names no device, however
+// device-like its CN, and ids that would break topic filters are refused.
+func TestDeviceID(t *testing.T) {
+	uri := func(s string) *url.URL { u, _ := url.Parse(s); return u }
+	for _, tc := range []struct {
+		cert *x509.Certificate
+		want string // "" means refused
+	}{
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "sensor-1"}, URIs: []*url.URL{uri("urn:fleetpki:device:sensor-1")},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, "sensor-1"},
+		{&x509.Certificate{URIs: []*url.URL{uri("urn:fleetpki:device:" + strings.Repeat("a", 70))}}, strings.Repeat("a", 70)},
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "sensor-2"}}, "sensor-2"},
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "sensor-1"}, URIs: []*url.URL{uri("urn:fleetpki:device:sensor-2")}}, ""},
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "b1.mqtt.example"}, DNSNames: []string{"b1.mqtt.example"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}, ""},
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "sensor-3"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}, ""},
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "a/b"}}, ""},
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "$SYS"}}, ""},
+		{&x509.Certificate{}, ""},
+	} {
+		got, err := DeviceID(tc.cert)
+		if got != tc.want || (err == nil) != (tc.want != "") {
+			t.Errorf("DeviceID(CN %q, URIs %v, EKU %v) = %q, %v; want %q", tc.cert.Subject.CommonName, tc.cert.URIs, tc.cert.ExtKeyUsage, got, err, tc.want)
+		}
+	}
 }

@@ -322,8 +322,13 @@ func (b *Broker) refusedHandshake(remote net.Addr, err error) {
 
 // DeviceID returns the device id a certificate names: its
 // urn:fleetpki:device: URI SAN, which must agree with the CN when both are
-// there; else the CN. Ids that would break topic filters are refused.
+// there; else the CN. Ids that would break topic filters are refused, and
+// so are service certificates (a broker's or server's identity, whose CN
+// is a host name): a service is not a device and gets no device's topics.
 func DeviceID(c *x509.Certificate) (string, error) {
+	if pki.IsServiceCertificate(c) {
+		return "", fmt.Errorf("certificate is a service's (extended key usage serverAuth), not a device's")
+	}
 	id := ""
 	for _, u := range c.URIs {
 		if s := u.String(); strings.HasPrefix(s, deviceURIPrefix) {

@@ -136,6 +136,7 @@ func requestHash(req IssueRequest) []byte {
 	field([]byte(req.DeviceID))
 	field([]byte(profile))
 	field(req.CSR)
+	field([]byte(strings.Join(req.Names, "\x00")))
 	keys := slices.Sorted(maps.Keys(req.Metadata))
 	field([]byte(strconv.Itoa(len(keys))))
 	for _, k := range keys {
@@ -172,6 +173,11 @@ func (e *Enroller) Enroll(ctx context.Context, cred pki.Credential, req IssueReq
 			return nil, pki.Errorf(pki.Forbidden, "device id %q does not match the credential's pattern", req.DeviceID)
 		}
 	}
+	if p, err := e.ca.profile(profile); err == nil && p.kind == KindService {
+		if err := checkNames(cred, req.Names); err != nil {
+			return nil, err
+		}
+	}
 	req.Profile = profile
 	req.Actor.CredentialID = cred.ID
 	p, csr, err := e.ca.check(ctx, req)
@@ -199,7 +205,11 @@ func (e *Enroller) Enroll(ctx context.Context, cred pki.Credential, req IssueReq
 			return nil, err
 		}
 	}
-	iss, err := e.ca.sign(ctx, signRequest{deviceID: req.DeviceID, profile: p, csr: csr, metadata: req.Metadata,
+	names, err := serviceNames(req.Names)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := e.ca.sign(ctx, signRequest{deviceID: req.DeviceID, names: names, profile: p, csr: csr, metadata: req.Metadata,
 		actor: req.Actor, action: pki.ActionCertificateIssue})
 	if err != nil {
 		if errors.Is(err, pki.Invalid) {
@@ -208,4 +218,27 @@ func (e *Enroller) Enroll(ctx context.Context, cred pki.Credential, req IssueReq
 		return nil, fmt.Errorf("enroll %q: %w", req.DeviceID, err)
 	}
 	return iss, nil
+}
+
+// checkNames applies a credential's name pattern to a service request:
+// every DNS name and IP address must match it (anchored); a credential
+// without one may not request service certificates at all.
+func checkNames(cred pki.Credential, names []string) error {
+	if cred.NamePattern == "" {
+		return pki.Errorf(pki.Forbidden, "the credential may not request names (it has no name pattern)")
+	}
+	re, err := pki.CompileDevicePattern(cred.NamePattern)
+	if err != nil {
+		return fmt.Errorf("credential %s: %w", cred.ID, err)
+	}
+	canon, err := serviceNames(names)
+	if err != nil {
+		return err
+	}
+	for _, n := range canon {
+		if !re.MatchString(n) {
+			return pki.Errorf(pki.Forbidden, "name %q does not match the credential's name pattern", n)
+		}
+	}
+	return nil
 }

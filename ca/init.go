@@ -25,7 +25,7 @@ const (
 	intermediateLifetime = 5 * 365 * 24 * time.Hour
 	// backdate absorbs clock skew between the CA and verifiers (devices with
 	// a drifting RTC): a certificate is valid from a minute before it was made.
-	backdate    = time.Minute
+	backdate    = pki.Backdate
 	defaultName = "fleetpki"
 	maxNameLen  = 48 // leaves room for " Issuing CA" within the 64-character CN limit
 )

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/smallstep/certificates/cas/apiv1"
@@ -28,6 +30,9 @@ type IssueRequest struct {
 	Profile string
 	// Metadata is stored with the device; see pki.ValidateMetadata.
 	Metadata map[string]string
+	// Names are the DNS names and IP addresses of a service certificate
+	// (profiles of kind service); device profiles take none.
+	Names []string
 	// Actor is recorded in the audit event.
 	Actor pki.Actor
 }
@@ -63,8 +68,13 @@ func (c *CA) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
+	names, err := serviceNames(req.Names)
+	if err != nil {
+		return nil, err
+	}
 	return c.sign(ctx, signRequest{
 		deviceID: req.DeviceID,
+		names:    names,
 		profile:  p,
 		csr:      csr,
 		metadata: req.Metadata,
@@ -91,6 +101,33 @@ func (c *CA) check(ctx context.Context, req IssueRequest) (*profile, *x509.Certi
 	p, err := c.profile(req.Profile)
 	if err != nil {
 		return nil, nil, err
+	}
+	if (p.kind == KindService) != (len(req.Names) > 0) {
+		if p.kind == KindService {
+			return nil, nil, pki.Errorf(pki.Invalid, "profile %q issues service certificates: give at least one DNS name or IP address", p.name)
+		}
+		return nil, nil, pki.Errorf(pki.Invalid, "profile %q issues device certificates, which carry no DNS names or IP addresses", p.name)
+	}
+	if _, err := serviceNames(req.Names); err != nil {
+		return nil, nil, err
+	}
+	if inter := c.h.Intermediate(); p.kind == KindService && len(inter.ExtKeyUsage) > 0 && !slices.Contains(inter.ExtKeyUsage, x509.ExtKeyUsageAny) &&
+		slices.Contains(p.extKeyUsage, "serverAuth") && !slices.Contains(inter.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		// Verifiers nest EKUs: a server certificate under this CA would not verify.
+		return nil, nil, pki.Errorf(pki.Invalid, "the issuing CA restricts extended key usage to exclude serverAuth; it cannot issue %q certificates", p.name)
+	}
+	if p.kind == KindService {
+		// A service may not take over a device's id (its record, its
+		// certificates); only service requests pay for this read.
+		prev, err := c.store.ListCertificates(ctx, pki.CertFilter{DeviceID: req.DeviceID, Limit: 1})
+		if err != nil {
+			return nil, nil, fmt.Errorf("check %q: %w", req.DeviceID, err)
+		}
+		for _, rec := range prev.Items {
+			if cert, err := x509.ParseCertificate(rec.DER); err != nil || !pki.IsServiceCertificate(cert) {
+				return nil, nil, pki.Errorf(pki.Conflict, "%q is a device's id; give the service another name", req.DeviceID)
+			}
+		}
 	}
 	csr, err := parseCSR(req.CSR, p)
 	if err != nil {
@@ -153,8 +190,18 @@ func (c *CA) Renew(ctx context.Context, current *x509.Certificate, csrBytes []by
 		c.log.DebugContext(ctx, "renewal refused", "device_id", rec.DeviceID, "serial", serial, "err", err)
 		return nil, err
 	}
+	var names []string
+	if p.kind == KindService {
+		// A service keeps the names it was issued with (they were checked
+		// against its credential then).
+		names = append(names, current.DNSNames...)
+		for _, ip := range current.IPAddresses {
+			names = append(names, ip.String())
+		}
+	}
 	return c.sign(ctx, signRequest{
 		deviceID: rec.DeviceID,
+		names:    names,
 		profile:  p,
 		csr:      csr,
 		actor:    actor,
@@ -166,6 +213,7 @@ func (c *CA) Renew(ctx context.Context, current *x509.Certificate, csrBytes []by
 // signRequest is a checked request, ready to be signed and stored.
 type signRequest struct {
 	deviceID string
+	names    []string
 	profile  *profile
 	csr      *x509.CertificateRequest
 	metadata map[string]string // nil: leave the device's metadata unchanged
@@ -178,7 +226,7 @@ type signRequest struct {
 // is taken to be a serial collision: a new serial is drawn and the
 // certificate signed again, because the signed bytes embed the serial.
 func (c *CA) sign(ctx context.Context, r signRequest) (*Issued, error) {
-	tmpl, err := r.profile.render(r.deviceID, r.csr.PublicKey, c.urls)
+	tmpl, err := r.profile.render(r.deviceID, r.names, r.csr.PublicKey, c.urls)
 	if err != nil {
 		return nil, fmt.Errorf("issue for %q: %w", r.deviceID, err)
 	}
@@ -255,7 +303,11 @@ func (c *CA) records(now time.Time, r signRequest, cert *x509.Certificate) (pki.
 		FingerprintSHA256: hex.EncodeToString(sum[:]),
 		CreatedAt:         now,
 	}
-	dev := pki.Device{ID: r.deviceID, Status: pki.DeviceActive, Metadata: r.metadata, CreatedAt: now, UpdatedAt: now}
+	kind := pki.KindDevice
+	if r.profile.kind == KindService {
+		kind = pki.KindService
+	}
+	dev := pki.Device{ID: r.deviceID, Kind: kind, Status: pki.DeviceActive, Metadata: r.metadata, CreatedAt: now, UpdatedAt: now}
 	details := map[string]string{
 		"device_id":   r.deviceID,
 		"profile":     r.profile.name,
@@ -264,6 +316,9 @@ func (c *CA) records(now time.Time, r signRequest, cert *x509.Certificate) (pki.
 	}
 	for k, v := range r.details {
 		details[k] = v
+	}
+	if len(r.names) > 0 {
+		details["names"] = strings.Join(r.names, ",")
 	}
 	ev := pki.AuditEvent{Time: now, Actor: r.actor, Action: r.action, Target: string(rec.Serial), Details: details}
 	return rec, dev, ev
@@ -316,4 +371,50 @@ func parseCSR(b []byte, p *profile) (*x509.CertificateRequest, error) {
 		return nil, pki.Wrap(pki.Invalid, err, "the CSR's signature does not verify (proof of possession failed)")
 	}
 	return csr, nil
+}
+
+// serviceNames checks and canonicalises a service certificate's names:
+// DNS names or IP addresses, no duplicates, at most pki.MaxServiceNames.
+func serviceNames(names []string) ([]string, error) {
+	if len(names) > pki.MaxServiceNames {
+		return nil, pki.Errorf(pki.Invalid, "at most %d names are allowed", pki.MaxServiceNames)
+	}
+	out := make([]string, 0, len(names))
+	seen := map[string]bool{}
+	for _, n := range names {
+		c, err := pki.ValidateServiceName(n)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// VerifyClient returns the stored record of a certificate a client
+// presented over TLS (not verified by the handshake): it must be one this
+// CA issued, stored with the same bytes, not revoked and not expired.
+// Anything else is pki.Unauthenticated.
+func (c *CA) VerifyClient(ctx context.Context, cert *x509.Certificate) (pki.CertRecord, error) {
+	refuse := pki.Errorf(pki.Unauthenticated, "the client certificate is not a valid certificate of this CA")
+	inter := c.h.Intermediate()
+	if cert == nil || cert.SerialNumber == nil || cert.SerialNumber.Sign() <= 0 ||
+		!bytes.Equal(cert.RawIssuer, inter.RawSubject) || cert.CheckSignatureFrom(inter) != nil {
+		return pki.CertRecord{}, refuse
+	}
+	rec, err := c.store.GetCertificate(ctx, pki.NewSerial(cert.SerialNumber))
+	if errors.Is(err, pki.NotFound) {
+		return pki.CertRecord{}, refuse
+	}
+	if err != nil {
+		return pki.CertRecord{}, fmt.Errorf("verify client: %w", err)
+	}
+	now := c.clock.Now()
+	if !bytes.Equal(rec.DER, cert.Raw) || rec.StatusAt(now) != pki.CertValid || now.Before(rec.NotBefore) {
+		return pki.CertRecord{}, refuse
+	}
+	return rec, nil
 }

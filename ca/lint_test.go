@@ -26,6 +26,12 @@ const opensslPath = "/usr/bin/openssl"
 // leaf, for the purpose devices use the certificate for (TLS client).
 func opensslVerify(t *testing.T, root, inter, leaf *x509.Certificate) {
 	t.Helper()
+	opensslVerifyPurpose(t, root, inter, leaf, "sslclient")
+}
+
+// opensslVerifyPurpose is opensslVerify for another purpose (sslserver).
+func opensslVerifyPurpose(t *testing.T, root, inter, leaf *x509.Certificate, purpose string) {
+	t.Helper()
 	if _, err := os.Stat(opensslPath); err != nil {
 		t.Skipf("openssl not available: %v", err)
 	}
@@ -38,7 +44,7 @@ func opensslVerify(t *testing.T, root, inter, leaf *x509.Certificate) {
 		return p
 	}
 	r, i, l := write("root.pem", root), write("intermediate.pem", inter), write("leaf.pem", leaf)
-	out, err := exec.Command(opensslPath, "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", r, "-untrusted", i, l).CombinedOutput()
+	out, err := exec.Command(opensslPath, "verify", "-x509_strict", "-purpose", purpose, "-CAfile", r, "-untrusted", i, l).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != l+": OK" {
 		t.Errorf("openssl verify: %v\n%s", err, out)
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/asn1"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,6 +49,36 @@ const DeviceTemplate = `{
 	"issuingCertificateURL": [{{ toJson .IssuerURL }}],
 	"crlDistributionPoints": [{{ toJson .CRLURL }}]
 }`
+
+// ServiceTemplate is the x509util template of the built-in server profile:
+// a TLS server certificate for a service devices talk to (a broker), with
+// the DNS names and IP addresses of the request (checked against the
+// enrollment credential's name pattern), the first DNS name as CN. The broker
+// profile is the same with clientAuth too, so that a broker can present
+// it to fleetpki. Template data as DeviceTemplate's, with .Names.
+const ServiceTemplate = `{
+	"subject": {{ toJson .Subject }},
+	"sans": {{ toJson .SANs }},
+	"keyUsage": ["digitalSignature"],
+	"extKeyUsage": {{ toJson .ExtKeyUsage }},
+	"ocspServer": [{{ toJson .OCSPURL }}],
+	"issuingCertificateURL": [{{ toJson .IssuerURL }}],
+	"crlDistributionPoints": [{{ toJson .CRLURL }}]
+}`
+
+// Profile kinds: what a profile's certificates name.
+const (
+	// KindDevice certificates name a device (its id as CN and URI SAN).
+	KindDevice = "device"
+	// KindService certificates name a service by DNS names and IP addresses.
+	KindService = "service"
+)
+
+// Names of the built-in profiles.
+const (
+	ServerProfile = "server"
+	BrokerProfile = "broker"
+)
 
 // Key types a profile may accept (ProfileSpec.KeyTypes).
 const (
@@ -85,11 +116,19 @@ type ProfileSpec struct {
 	// FreshestCRL adds the Freshest CRL extension (RFC 5280 §5.2.6) naming
 	// the delta CRL, for relying parties that fetch deltas between full CRLs.
 	FreshestCRL bool `json:"freshestCRL,omitempty"`
+	// Kind is "device" (the default) or "service": a service profile's
+	// certificates carry the request's DNS names and IP addresses, which the
+	// credential's name pattern must allow; a device profile takes none.
+	Kind string `json:"kind,omitempty"`
+	// ExtKeyUsage of a service profile's certificates (default serverAuth).
+	ExtKeyUsage []string `json:"extKeyUsage,omitempty"`
 }
 
 // profile is a compiled ProfileSpec; its template is parsed once.
 type profile struct {
 	name         string
+	kind         string
+	extKeyUsage  []string
 	validity     time.Duration
 	keyTypes     []string
 	allowEd25519 bool
@@ -99,12 +138,15 @@ type profile struct {
 
 var profileNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
-// builtinDeviceSpec is the device profile of DESIGN.md.
-var builtinDeviceSpec = ProfileSpec{
-	Name:     DefaultProfile,
-	Validity: "365d",
-	KeyTypes: []string{KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA},
-	Template: DeviceTemplate,
+// builtinSpecs are the device profile of DESIGN.md and the service
+// profiles: server (serverAuth) and broker (serverAuth and clientAuth), 30
+// days, renewed by their holders at two thirds.
+var builtinSpecs = []ProfileSpec{
+	{Name: DefaultProfile, Validity: "365d", KeyTypes: []string{KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA}, Template: DeviceTemplate},
+	{Name: ServerProfile, Kind: KindService, Validity: "30d", KeyTypes: []string{KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA},
+		ExtKeyUsage: []string{"serverAuth"}, Template: ServiceTemplate},
+	{Name: BrokerProfile, Kind: KindService, Validity: "30d", KeyTypes: []string{KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA},
+		ExtKeyUsage: []string{"serverAuth", "clientAuth"}, Template: ServiceTemplate},
 }
 
 // compileProfile checks a spec and parses its template.
@@ -135,7 +177,25 @@ func compileProfile(spec ProfileSpec) (*profile, error) {
 	if err != nil {
 		return nil, pki.Wrap(pki.Invalid, err, fmt.Sprintf("profile %q: the template does not parse", spec.Name))
 	}
-	return &profile{name: spec.Name, validity: validity, keyTypes: slices.Clone(keyTypes), allowEd25519: spec.AllowEd25519, freshestCRL: spec.FreshestCRL, tmpl: tmpl}, nil
+	kind := spec.Kind
+	switch kind {
+	case "":
+		kind = KindDevice
+	case KindDevice, KindService:
+	default:
+		return nil, pki.Errorf(pki.Invalid, "profile %q: kind %q is not device or service", spec.Name, spec.Kind)
+	}
+	eku := spec.ExtKeyUsage
+	if kind == KindService && len(eku) == 0 {
+		eku = []string{"serverAuth"}
+	}
+	for _, u := range eku {
+		if u != "serverAuth" && u != "clientAuth" {
+			return nil, pki.Errorf(pki.Invalid, "profile %q: extKeyUsage %q is not serverAuth or clientAuth", spec.Name, u)
+		}
+	}
+	return &profile{name: spec.Name, kind: kind, extKeyUsage: eku, validity: validity, keyTypes: slices.Clone(keyTypes),
+		allowEd25519: spec.AllowEd25519, freshestCRL: spec.FreshestCRL, tmpl: tmpl}, nil
 }
 
 // parseValidity reads "90d" or a Go duration.
@@ -153,8 +213,10 @@ func parseValidity(s string) (time.Duration, error) {
 			return 0, pki.Errorf(pki.Invalid, "validity %q is neither a duration (\"8760h\") nor days (\"365d\")", s)
 		}
 	}
-	if d < time.Hour || d > 100*365*24*time.Hour {
-		return 0, pki.Errorf(pki.Invalid, "validity %q must be between 1h and 100 years", s)
+	// Short-lived service certificates (renewed by their holder at two
+	// thirds) may live as little as 10 s, which tests use.
+	if d < 10*time.Second || d > 100*365*24*time.Hour {
+		return 0, pki.Errorf(pki.Invalid, "validity %q must be between 10s and 100 years", s)
 	}
 	return d, nil
 }
@@ -167,15 +229,39 @@ type urls struct {
 // render executes the profile's template for a device and key. The
 // certificate request handed to x509util is built from the public key alone,
 // so neither the template nor x509util can copy a name from the CSR.
-func (p *profile) render(deviceID string, pub crypto.PublicKey, u urls) (*x509.Certificate, error) {
-	data := x509util.CreateTemplateData(deviceID, nil)
-	if len(deviceID) > maxCommonName {
-		// RFC 5280's upper bound on a CN is 64 characters; a longer id is
-		// named by the URI SAN alone, with an empty subject (Go then marks
-		// the SAN critical, as RFC 5280 §4.2.1.6 requires).
-		data.SetSubject(x509util.Subject{})
+func (p *profile) render(deviceID string, names []string, pub crypto.PublicKey, u urls) (*x509.Certificate, error) {
+	var data x509util.TemplateData
+	if p.kind == KindService {
+		if len(names) == 0 {
+			return nil, pki.Errorf(pki.Invalid, "profile %q issues service certificates: give at least one DNS name or IP address", p.name)
+		}
+		cn := ""
+		if len(names[0]) <= maxCommonName && net.ParseIP(names[0]) == nil {
+			cn = names[0]
+		}
+		data = x509util.CreateTemplateData(cn, names)
+		if cn == "" {
+			data.SetSubject(x509util.Subject{})
+		}
+		// Names only: no URI SAN (the CA/B Forum's rules, which TLS
+		// clients' linters apply, allow DNS names and IPs alone); fleetpki
+		// finds the service by the certificate's serial.
+		data.SetSubjectAlternativeNames(x509util.CreateSANs(names)...)
+		data.Set("ExtKeyUsage", p.extKeyUsage)
+	} else {
+		if len(names) > 0 {
+			return nil, pki.Errorf(pki.Invalid, "profile %q issues device certificates, which carry no DNS names or IP addresses", p.name)
+		}
+		data = x509util.CreateTemplateData(deviceID, nil)
+		if len(deviceID) > maxCommonName {
+			// RFC 5280's upper bound on a CN is 64 characters; a longer id is
+			// named by the URI SAN alone, with an empty subject (Go then marks
+			// the SAN critical, as RFC 5280 §4.2.1.6 requires).
+			data.SetSubject(x509util.Subject{})
+		}
+		data.SetSubjectAlternativeNames(x509util.SubjectAlternativeName{Type: x509util.URIType, Value: pki.DeviceURI(deviceID)})
 	}
-	data.SetSubjectAlternativeNames(x509util.SubjectAlternativeName{Type: x509util.URIType, Value: pki.DeviceURI(deviceID)})
+	data.Set("Names", names)
 	data.Set("DeviceID", deviceID)
 	data.Set("DeviceURI", pki.DeviceURI(deviceID))
 	data.Set("OCSPURL", u.ocsp)
@@ -218,7 +304,11 @@ func (p *profile) dryRun(u urls) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.render("dry-run-device", k.Public(), u); err != nil {
+	var names []string
+	if p.kind == KindService {
+		names = []string{"dry-run.example"}
+	}
+	if _, err := p.render("dry-run-device", names, k.Public(), u); err != nil {
 		return pki.Wrap(pki.Invalid, err, fmt.Sprintf("profile %q does not render", p.name))
 	}
 	return nil
@@ -274,7 +364,7 @@ func publicKeyAlgorithm(pub crypto.PublicKey) x509.PublicKeyAlgorithm {
 // loadProfiles compiles the built-in profile and every *.json file in dir
 // (which may be empty: no extra profiles), checking each with a dry run.
 func loadProfiles(dir string, u urls) (map[string]*profile, error) {
-	specs := []ProfileSpec{builtinDeviceSpec}
+	specs := slices.Clone(builtinSpecs)
 	if dir != "" {
 		paths, err := filepath.Glob(filepath.Join(dir, "*.json"))
 		if err != nil {
@@ -294,8 +384,8 @@ func loadProfiles(dir string, u urls) (map[string]*profile, error) {
 				return nil, pki.Errorf(pki.Invalid, "profile %q is defined twice (%s and %s)", spec.Name, prev, path)
 			}
 			seen[spec.Name] = path
-			if spec.Name == DefaultProfile {
-				specs[0] = spec // replaces the built-in device profile
+			if i := slices.IndexFunc(specs, func(b ProfileSpec) bool { return b.Name == spec.Name }); i >= 0 {
+				specs[i] = spec // replaces a built-in profile
 				continue
 			}
 			specs = append(specs, spec)

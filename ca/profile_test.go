@@ -41,7 +41,7 @@ func TestProfilesFromDir(t *testing.T) {
 	}
 	clock := &fakeClock{now: time.Now().UTC().Truncate(time.Second)}
 	c := newTestCAWith(t, Config{Hierarchy: sharedHierarchy(t, ECDSAP256), ProfilesDir: dir, Clock: clock})
-	if got := c.Profiles(); !slices.Equal(got, []string{"device", "sensor", "sneaky"}) {
+	if got := c.Profiles(); !slices.Equal(got, []string{"broker", "device", "sensor", "server", "sneaky"}) {
 		t.Errorf("Profiles() = %v", got)
 	}
 
@@ -100,7 +100,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		"invalid/profile unknown key":  {ProfilesDir: profileDir(map[string]string{"p.json": `{"name":"p","validty":"1d","template":"{}"}`})},
 		"invalid/profile bad name":     {ProfilesDir: profileDir(map[string]string{"p.json": spec(ProfileSpec{Name: "Bad Name", Validity: "1d", Template: DeviceTemplate})})},
 		"invalid/profile bad validity": {ProfilesDir: profileDir(map[string]string{"p.json": spec(ProfileSpec{Name: "p", Validity: "forever", Template: DeviceTemplate})})},
-		"invalid/profile too short":    {ProfilesDir: profileDir(map[string]string{"p.json": spec(ProfileSpec{Name: "p", Validity: "5m", Template: DeviceTemplate})})},
+		"invalid/profile too short":    {ProfilesDir: profileDir(map[string]string{"p.json": spec(ProfileSpec{Name: "p", Validity: "9s", Template: DeviceTemplate})})},
 		"invalid/profile key type":     {ProfilesDir: profileDir(map[string]string{"p.json": spec(ProfileSpec{Name: "p", Validity: "1d", KeyTypes: []string{"dsa"}, Template: DeviceTemplate})})},
 		"invalid/profile ed25519 type": {ProfilesDir: profileDir(map[string]string{"p.json": spec(ProfileSpec{Name: "p", Validity: "1d", KeyTypes: []string{"ed25519"}, Template: DeviceTemplate})})},
 		"invalid/template syntax":      {ProfilesDir: profileDir(map[string]string{"p.json": spec(ProfileSpec{Name: "p", Validity: "1d", Template: `{ "subject": {{ toJson .Subject }`})})},

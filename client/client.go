@@ -209,3 +209,67 @@ func backoff(attempt int) time.Duration {
 	n, _ := rand.Int(rand.Reader, big.NewInt(int64(ceil)))
 	return time.Duration(n.Int64()) + 50*time.Millisecond
 }
+
+// Renew asks for a new certificate for the identity of current (presented
+// as the TLS client certificate, which must be valid and unrevoked) with
+// the key of csrPEM. Network failures and 5xx answers are tried again a
+// few times; a renewal is not idempotent, but the server bounds how many
+// valid certificates one identity may hold.
+func (c *Client) Renew(ctx context.Context, current tls.Certificate, csrPEM []byte) (*EnrollResponse, error) {
+	body, err := json.Marshal(wire.RenewRequest{CSR: string(csrPEM)})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	tr := c.http.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{current}
+	hc := &http.Client{Timeout: c.http.Timeout, Transport: tr}
+	defer tr.CloseIdleConnections()
+	var last error
+	for attempt := 1; attempt <= min(c.attempts, 3); attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/renew", bytes.NewReader(body))
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		out, retry, err := c.do(hc, req, http.StatusCreated)
+		if err == nil {
+			return out, nil
+		}
+		last = err
+		if !retry {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: %w (last error: %w)", ctx.Err(), last)
+		case <-time.After(backoff(attempt)):
+		}
+	}
+	return nil, last
+}
+
+// do sends req and reads a certificate answer with status want, or the
+// problem; retry says whether trying again may help.
+func (c *Client) do(hc *http.Client, req *http.Request, want int) (*EnrollResponse, bool, error) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, req.Context().Err() == nil && !errors.Is(err, ErrUntrusted), fmt.Errorf("client: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, true, fmt.Errorf("client: %w", err)
+	}
+	if resp.StatusCode == want {
+		var out EnrollResponse
+		if err := json.Unmarshal(b, &out); err != nil {
+			return nil, false, fmt.Errorf("client: bad answer: %w", err)
+		}
+		return &out, false, nil
+	}
+	p := &Problem{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Detail: strings.TrimSpace(string(b))}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+		_ = json.Unmarshal(b, p)
+	}
+	return nil, resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500, p
+}

@@ -83,8 +83,12 @@ type Credential struct {
 	Hash          []byte
 	Profiles      []string // allowed profiles; empty means only "device"
 	DevicePattern string   // an RE2 regular expression, anchored on use; empty allows any id
-	ExpiresAt     *time.Time
-	MaxUses       int64 // 0 means unlimited
+	// NamePattern is an RE2 expression every DNS name or IP address of a
+	// service certificate must match (anchored); empty allows no names, and
+	// so no service certificates.
+	NamePattern string
+	ExpiresAt   *time.Time
+	MaxUses     int64 // 0 means unlimited
 	// NoReenroll refuses a device id that is enrolled already (re-flashed
 	// devices then need another credential).
 	NoReenroll bool

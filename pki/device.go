@@ -1,6 +1,10 @@
 package pki
 
 import (
+	"crypto/x509"
+	"slices"
+	"net"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -21,6 +25,7 @@ const (
 // Device is an enrolled device. Its id is the certificate's CN and the MQTT client id.
 type Device struct {
 	ID        string
+	Kind      DeviceKind // "" reads as KindDevice
 	Status    DeviceStatus
 	Metadata  map[string]string
 	CreatedAt time.Time
@@ -68,6 +73,19 @@ func isIDPunct(r rune) bool {
 // DeviceURI is the URI SAN that names a device in its certificate.
 func DeviceURI(id string) string { return "urn:fleetpki:device:" + id }
 
+// IsServiceCertificate reports whether a certificate is a service's (a
+// broker's, a server's) rather than a device's: it is good for TLS
+// servers. Device profiles are client-only, so a service certificate is
+// never taken for a device's, even where its CN looks like a device id.
+func IsServiceCertificate(c *x509.Certificate) bool {
+	return slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny)
+}
+
+// Backdate is how long before its issuance a fleetpki certificate's
+// NotBefore lies, absorbing clock skew between the CA and verifiers; a
+// holder counts the certificate's life from NotBefore+Backdate.
+const Backdate = time.Minute
+
 // Metadata limits: a device's metadata is small, flat and searchable.
 const (
 	MaxMetadataKeys     = 32
@@ -110,4 +128,53 @@ func ValidateMetadata(m map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// DeviceKind says whether an identity is a device or a service (a broker,
+// a server) that devices talk to.
+type DeviceKind string
+
+// The kinds of identities.
+const (
+	KindDevice  DeviceKind = "device"
+	KindService DeviceKind = "service"
+)
+
+// Limits of a service certificate's names.
+const (
+	MaxServiceNames = 20
+	maxDNSName      = 253
+)
+
+// ValidateServiceName checks a name a service certificate may carry: an IP
+// address, or a DNS name of letters, digits and hyphens in dot-separated
+// labels of 1 to 63 characters, not starting or ending with a hyphen, at
+// most 253 characters; no wildcards (a fleet's services are named one by
+// one). It returns the name in its canonical form (lower case; an IP as Go
+// prints it).
+func ValidateServiceName(name string) (string, error) {
+	if ip := net.ParseIP(name); ip != nil {
+		return ip.String(), nil
+	}
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	if n == "" || len(n) > maxDNSName {
+		return "", Errorf(Invalid, "name %q is not a DNS name or IP address of at most %d characters", truncate(name, 64), maxDNSName)
+	}
+	labels := strings.Split(n, ".")
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		// RFC 1123 §2.1: a top-level label is never all digits, so that
+		// "10.0.0.300" is not taken for a host name.
+		return "", Errorf(Invalid, "name %q is neither an IP address nor a DNS name (its last label is all digits)", truncate(name, 64))
+	}
+	for _, label := range labels {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", Errorf(Invalid, "name %q is not a valid DNS name (labels of 1 to 63 characters, no leading or trailing hyphen)", truncate(name, 64))
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return "", Errorf(Invalid, "name %q may hold only letters, digits, hyphens and dots (no wildcards)", truncate(name, 64))
+			}
+		}
+	}
+	return n, nil
 }

@@ -28,7 +28,9 @@ type CertFilter struct {
 
 // DeviceFilter selects devices. Zero fields do not filter.
 type DeviceFilter struct {
-	Status   DeviceStatus
+	Status DeviceStatus
+	// Kind selects devices or services; "" lists both.
+	Kind     DeviceKind
 	IDPrefix string
 	// MetaKey and MetaValue select devices whose metadata has this key with this value.
 	MetaKey   string

@@ -77,10 +77,17 @@ func (r *Renewer[T]) Current() T { return r.cur.Load().v }
 // Leaf returns the certificate whose validity governs the current T.
 func (r *Renewer[T]) Leaf() *x509.Certificate { return r.cur.Load().leaf }
 
-// RenewAt returns when the current certificate is due: two thirds into its life.
+// RenewAt returns when the current certificate is due: two thirds into its
+// life, counted from its issuance (NotBefore+pki.Backdate: the CA backdates
+// NotBefore, which would otherwise bring a short-lived certificate's
+// renewal forward by most of its life).
 func (r *Renewer[T]) RenewAt() time.Time {
 	leaf := r.Leaf()
-	return leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
+	start := leaf.NotBefore.Add(pki.Backdate)
+	if !start.Before(leaf.NotAfter) {
+		start = leaf.NotBefore
+	}
+	return start.Add(leaf.NotAfter.Sub(start) * 2 / 3)
 }
 
 func (r *Renewer[T]) renew(ctx context.Context) error {

@@ -9,10 +9,12 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/fleetpki/fleetpki/pki"
 )
 
 // fakeIssuer issues certificates valid for life from the (bubble's) now,
-// failing while fail is set.
+// backdated as fleetpki's CA does, failing while fail is set.
 type fakeIssuer struct {
 	mu     sync.Mutex
 	life   time.Duration
@@ -30,7 +32,7 @@ func (f *fakeIssuer) issue(context.Context) (int64, *x509.Certificate, error) {
 		return 0, nil, errors.New("CA unavailable")
 	}
 	f.n++
-	return f.n, &x509.Certificate{SerialNumber: big.NewInt(f.n), NotBefore: now, NotAfter: now.Add(f.life)}, nil
+	return f.n, &x509.Certificate{SerialNumber: big.NewInt(f.n), NotBefore: now.Add(-pki.Backdate), NotAfter: now.Add(f.life)}, nil
 }
 
 func (f *fakeIssuer) calls() []time.Time {
@@ -107,4 +109,32 @@ func TestFirstIssueFails(t *testing.T) {
 	if _, err := New(t.Context(), Config[int64]{Name: "test", Issue: f.issue}); err == nil {
 		t.Fatal("New succeeded without a certificate")
 	}
+}
+
+// A short-lived certificate is renewed two thirds into the life it was
+// issued with, not two thirds from its backdated NotBefore (which, for a
+// 15 s certificate backdated a minute, would be before it was issued and
+// renew in a tight loop).
+func TestShortLivedCountsFromIssuance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeIssuer{life: 15 * time.Second}
+		r, err := New(t.Context(), Config[int64]{Name: "test", Issue: f.issue})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if got := r.RenewAt().Sub(start); got != 10*time.Second {
+			t.Fatalf("RenewAt = issuance + %v, want 10s", got)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		time.Sleep(31 * time.Second)
+		synctest.Wait()
+		if n := len(f.calls()); n != 4 {
+			t.Errorf("%d issues in 31 s of 15 s certificates, want 4 (at 0, 10, 20, 30 s)", n)
+		}
+		cancel()
+		<-done
+	})
 }

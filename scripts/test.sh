@@ -120,7 +120,7 @@ setup_postgres() {
 # FUZZTIME=10m scripts/test.sh fuzz.
 fuzz() {
 	local t=${FUZZTIME:-8s} target pkg
-	for target in ca:FuzzParseCSR pki:FuzzValidateDeviceID pki:FuzzParseSerial ocspresponder:FuzzParseRequest \
+	for target in ca:FuzzParseCSR pki:FuzzValidateDeviceID pki:FuzzParseSerial pki:FuzzValidateServiceName ocspresponder:FuzzParseRequest \
 		broker:FuzzACL broker:FuzzConnect revocation:FuzzResponse internal/textcheck:FuzzCheck \
 		web:FuzzNextPath api:FuzzDecodeEnroll; do
 		pkg=${target%%:*}

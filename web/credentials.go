@@ -32,7 +32,7 @@ func (u *UI) renderCredentials(w http.ResponseWriter, r *http.Request, status in
 
 func (u *UI) createCredential(w http.ResponseWriter, r *http.Request) {
 	spec := accounts.CredentialSpec{Name: strings.TrimSpace(r.PostFormValue("name")), DevicePattern: strings.TrimSpace(r.PostFormValue("pattern")),
-		NoReenroll: r.PostFormValue("noreenroll") == "on"}
+		NamePattern: strings.TrimSpace(r.PostFormValue("name_pattern")), NoReenroll: r.PostFormValue("noreenroll") == "on"}
 	if p := strings.TrimSpace(r.PostFormValue("profiles")); p != "" {
 		for _, s := range strings.Split(p, ",") {
 			spec.Profiles = append(spec.Profiles, strings.TrimSpace(s))

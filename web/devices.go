@@ -18,9 +18,15 @@ func parseMeta(s string) (key, value string, ok bool) {
 	return k, v, found && k != "" && v != ""
 }
 
-func (u *UI) devices(w http.ResponseWriter, r *http.Request) {
+func (u *UI) devices(w http.ResponseWriter, r *http.Request) { u.identities(w, r, pki.KindDevice) }
+
+// services lists the brokers and servers that hold server certificates,
+// apart from the devices.
+func (u *UI) services(w http.ResponseWriter, r *http.Request) { u.identities(w, r, pki.KindService) }
+
+func (u *UI) identities(w http.ResponseWriter, r *http.Request, kind pki.DeviceKind) {
 	q := r.URL.Query()
-	f := pki.DeviceFilter{IDPrefix: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor"), Limit: 50}
+	f := pki.DeviceFilter{Kind: kind, IDPrefix: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor"), Limit: 50}
 	switch s := q.Get("status"); s {
 	case "", "all":
 	case string(pki.DeviceActive), string(pki.DeviceRevoked):
@@ -49,9 +55,9 @@ func (u *UI) devices(w http.ResponseWriter, r *http.Request) {
 			v[k] = vs
 		}
 		v.Set("cursor", page.Next)
-		next = "/devices?" + v.Encode()
+		next = r.URL.Path + "?" + v.Encode()
 	}
-	u.render(w, r, http.StatusOK, "devices", map[string]any{"Devices": page.Items, "Next": next,
+	u.render(w, r, http.StatusOK, "devices", map[string]any{"Devices": page.Items, "Next": next, "Services": kind == pki.KindService,
 		"Q": q.Get("q"), "Meta": q.Get("meta"), "Status": q.Get("status")})
 }
 
@@ -82,7 +88,7 @@ func (u *UI) device(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Sort(keys)
 	u.render(w, r, http.StatusOK, "device", map[string]any{"Device": d, "Certs": certs.Items, "MetaKeys": keys,
-		"History": history, "Now": u.cfg.Clock.Now()})
+		"History": history, "Now": u.cfg.Clock.Now(), "Services": d.Kind == pki.KindService})
 }
 
 // reasons offered in revoke forms, most useful first.

@@ -31,6 +31,9 @@ type EnrollRequest struct {
 	CSR      string            `json:"csr"`
 	Profile  string            `json:"profile,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// DNSNames and IPAddresses name a service (profiles server and broker).
+	DNSNames    []string `json:"dns_names,omitempty"`
+	IPAddresses []string `json:"ip_addresses,omitempty"`
 }
 
 // RenewRequest is the body of POST /api/v1/renew.
@@ -54,6 +57,7 @@ type Issued struct {
 // Device is a device as the admin API shows it.
 type Device struct {
 	ID        string            `json:"id"`
+	Kind      pki.DeviceKind    `json:"kind"`
 	Status    pki.DeviceStatus  `json:"status"`
 	Metadata  map[string]string `json:"metadata"`
 	CreatedAt string            `json:"created_at"`
@@ -99,6 +103,9 @@ type CredentialRequest struct {
 	ExpiresIn     string   `json:"expires_in,omitempty"` // a Go duration, e.g. "720h"
 	MaxUses       int64    `json:"max_uses,omitempty"`
 	NoReenroll    bool     `json:"no_reenroll,omitempty"`
+	// NamePattern lets the credential request service certificates (server,
+	// broker profiles) for DNS names and IPs matching it.
+	NamePattern string `json:"name_pattern,omitempty"`
 }
 
 // Credential is an enrollment credential as the admin API shows it.
@@ -110,6 +117,7 @@ type Credential struct {
 	ExpiresAt     string   `json:"expires_at,omitempty"`
 	MaxUses       int64    `json:"max_uses"`
 	NoReenroll    bool     `json:"no_reenroll"`
+	NamePattern   string   `json:"name_pattern"`
 	Uses          int64    `json:"uses"`
 	Disabled      bool     `json:"disabled"`
 	CreatedAt     string   `json:"created_at"`

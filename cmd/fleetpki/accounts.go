@@ -116,6 +116,7 @@ func (c *cli) credentialCreate(ctx context.Context, args []string) error {
 	var profiles config.ListValue
 	fs.Var(&profiles, "profile", "profile the credential may enroll with; repeat or comma-separate (default device)")
 	pattern := fs.String("device-pattern", "", "regular expression the whole device id must match (default: any id)")
+	namePattern := fs.String("name-pattern", "", "regular expression every DNS name or IP address of a server or broker certificate must match, e.g. '[a-z0-9-]+\\.mqtt\\.example' (default: none; such certificates are refused)")
 	var expires config.DurationValue
 	fs.Var(&expires, "expires", "lifetime, e.g. 720h or 30d; 0 means it never expires")
 	maxUses := fs.Int64("max-uses", 0, "number of enrollments allowed; 0 means unlimited")
@@ -147,7 +148,7 @@ func (c *cli) credentialCreate(ctx context.Context, args []string) error {
 	}
 	secret, cred, err := accounts.NewCredentials(e.st, nil).CreateCredential(ctx, accounts.CredentialSpec{
 		Name: *name, Profiles: profiles, DevicePattern: *pattern, TTL: time.Duration(expires), MaxUses: *maxUses,
-		NoReenroll: *noReenroll,
+		NoReenroll: *noReenroll, NamePattern: *namePattern,
 	}, cliActor())
 	if err != nil {
 		return err
@@ -166,7 +167,7 @@ func (c *cli) credentialList(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(c.stdout, "ID\tNAME\tPATTERN\tUSES\tMAX_USES\tEXPIRES\tSTATE")
+			fmt.Fprintln(c.stdout, "ID\tNAME\tPATTERN\tUSES\tMAX_USES\tEXPIRES\tSTATE\tPROFILES\tNAME_PATTERN")
 			for _, cr := range creds {
 				exp, state := "never", "enabled"
 				if cr.ExpiresAt != nil {
@@ -175,7 +176,8 @@ func (c *cli) credentialList(ctx context.Context, args []string) error {
 				if cr.Disabled {
 					state = "disabled"
 				}
-				fmt.Fprintf(c.stdout, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", cr.ID, cr.Name, cr.DevicePattern, cr.Uses, cr.MaxUses, exp, state)
+				fmt.Fprintf(c.stdout, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", cr.ID, cr.Name, cr.DevicePattern, cr.Uses, cr.MaxUses, exp, state,
+					strings.Join(cr.Profiles, ","), cr.NamePattern)
 			}
 			return nil
 		}

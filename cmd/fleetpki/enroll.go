@@ -6,11 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/fleetpki/fleetpki/client"
 	"github.com/fleetpki/fleetpki/internal/config"
+	"github.com/fleetpki/fleetpki/internal/hook"
+	"github.com/fleetpki/fleetpki/pki"
 )
 
 // envCredential carries the enrollment credential, so that it need not
@@ -18,9 +22,11 @@ import (
 const envCredential = "FLEETPKI_CREDENTIAL"
 
 type enrollOptions struct {
-	server, fingerprint, credential, deviceID, out, profile, csrFile, batch string
-	parallel                                                                int
-	metadata                                                                config.MapValue
+	server, fingerprint, credential, deviceID, out, profile, csrFile, batch, exec string
+	parallel                                                                      int
+	renew                                                                         bool
+	metadata                                                                      config.MapValue
+	dns, ips                                                                      config.ListValue
 }
 
 // enroll is the factory station's command: it makes the device's key in
@@ -41,8 +47,17 @@ func (c *cli) enroll(ctx context.Context, args []string) error {
 	fs.StringVar(&o.batch, "batch", "", "CSV file: a header 'device_id[,metadata keys…]' and one device per line")
 	fs.IntVar(&o.parallel, "parallel", 4, "concurrent enrollments with --batch")
 	fs.Var(o.metadata, "metadata", "key=value stored with the device (repeatable)")
+	fs.Var(&o.dns, "dns", "DNS name of a service certificate (profiles server and broker; repeatable)")
+	fs.Var(&o.ips, "ip", "IP address of a service certificate (repeatable)")
+	fs.BoolVar(&o.renew, "renew", false, "keep running: renew at two thirds of each certificate's life (over mutual TLS), rewriting the files atomically")
+	fs.StringVar(&o.exec, "exec", "", "shell command run after the files were (re)written, e.g. 'pkill -HUP mosquitto'")
 	if err := c.parse(fs, args); err != nil {
 		return err
+	}
+	service := len(o.dns)+len(o.ips) > 0
+	if service && o.deviceID == "" {
+		// A service is named by its first name unless told otherwise.
+		o.deviceID = append(append([]string{}, o.dns...), o.ips...)[0]
 	}
 	if o.credential == "" {
 		o.credential, _ = c.lookupEnv(envCredential)
@@ -56,10 +71,17 @@ func (c *cli) enroll(ctx context.Context, args []string) error {
 		return usageError{errors.New("enroll: --batch takes its device ids from the file; drop --device-id and --csr")}
 	case o.parallel < 1 || o.parallel > 64:
 		return usageError{errors.New("enroll: --parallel must be from 1 to 64")}
+	case (o.renew || service) && (o.batch != "" || o.csrFile != ""):
+		return usageError{errors.New("enroll: --renew, --dns and --ip keep one identity whose key fleetpki makes; drop --batch and --csr")}
+	case o.exec != "" && !o.renew && !service:
+		return usageError{errors.New("enroll: --exec needs --renew (or a service's --dns/--ip)")}
 	}
 	cl, err := client.New(o.server, o.fingerprint)
 	if err != nil {
 		return err
+	}
+	if o.renew || service {
+		return c.keep(ctx, cl, o, service)
 	}
 	if o.batch != "" {
 		n, err := cl.EnrollBatch(ctx, client.BatchOptions{CSV: o.batch, Out: o.out, Credential: o.credential, Profile: o.profile,
@@ -92,4 +114,33 @@ func (c *cli) enroll(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stderr, "enrolled %s: serial %s, valid until %s, files in %s\n", resp.DeviceID, resp.Serial, resp.NotAfter, o.out)
 	fmt.Fprintln(c.stdout, resp.Serial)
 	return nil
+}
+
+// keep holds one identity in --out: it enrolls when there is no usable
+// certificate there and, with --renew, renews until stopped, running
+// --exec after each rewrite.
+func (c *cli) keep(ctx context.Context, cl *client.Client, o enrollOptions, service bool) error {
+	log := slog.New(slog.NewTextHandler(c.stderr, nil))
+	base := "device"
+	if service {
+		base = "server"
+	}
+	var changed func(context.Context)
+	if o.exec != "" {
+		changed = func(ctx context.Context) { hook.Run(ctx, log, o.exec) }
+	}
+	k, err := client.NewKeeper(ctx, client.KeeperConfig{Client: cl, Dir: o.out, Base: base, Credential: o.credential,
+		Request: client.EnrollRequest{DeviceID: o.deviceID, Profile: o.profile, Metadata: o.metadata, DNSNames: o.dns, IPAddresses: o.ips},
+		Changed: changed, Logger: log})
+	if err != nil {
+		return err
+	}
+	leaf := k.Leaf()
+	fmt.Fprintf(c.stderr, "%s: serial %s, valid until %s, files %s.key, %s.crt, fullchain.pem, chain.pem, root.pem in %s\n",
+		o.deviceID, pki.NewSerial(leaf.SerialNumber), leaf.NotAfter.UTC().Format(time.RFC3339), base, base, o.out)
+	if !o.renew {
+		fmt.Fprintln(c.stdout, pki.NewSerial(leaf.SerialNumber))
+		return nil
+	}
+	return k.Run(ctx)
 }

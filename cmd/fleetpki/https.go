@@ -25,7 +25,7 @@ func adminHandler(cfg *config.Config, e *env, users *accounts.Users, streamsDone
 	creds := accounts.NewCredentials(e.st, nil)
 	directory := ca.NewDirectory(e.st, nil)
 	auditLog := audit.New(e.st, nil)
-	apiHandler, err := api.New(api.Config{Enroller: ca.NewEnroller(e.ca, creds, e.st), Revoker: e.ca, Tokens: users, Credentials: creds,
+	apiHandler, err := api.New(api.Config{Enroller: ca.NewEnroller(e.ca, creds, e.st), Revoker: e.ca, Tokens: users, Credentials: creds, Clients: e.ca,
 		Directory: directory, Audit: auditLog, PublicURL: cfg.PublicURL, CAChain: e.h.Chain(), EnrollRate: cfg.EnrollPerSecond,
 		EnrollBurst: cfg.EnrollBurstN, Events: e.ca.Subscribe, Done: streamsDone, Logger: log})
 	if err != nil {

@@ -144,7 +144,7 @@ func testCredentials(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	exp := base.Add(time.Hour)
 	c := pki.Credential{ID: "c1", Name: "line-1", Hash: bytes.Repeat([]byte{1}, 32), Profiles: []string{"device", "gateway"},
-		DevicePattern: "dev-[0-9]+", ExpiresAt: &exp, MaxUses: 2, CreatedAt: base}
+		DevicePattern: "dev-[0-9]+", NamePattern: `[a-z]+\.mqtt\.example`, ExpiresAt: &exp, MaxUses: 2, CreatedAt: base}
 	if err := s.CreateCredential(ctx, c, event(pki.ActionCredentialCreate, "line-1", base)); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func testCredentials(t *testing.T, s store.Store) {
 		t.Fatalf("duplicate name: err = %v, want Conflict", err)
 	}
 	got, err := s.GetCredentialByHash(ctx, c.Hash)
-	if err != nil || got.ID != "c1" || len(got.Profiles) != 2 || got.Profiles[1] != "gateway" || got.DevicePattern != c.DevicePattern ||
+	if err != nil || got.ID != "c1" || len(got.Profiles) != 2 || got.Profiles[1] != "gateway" || got.DevicePattern != c.DevicePattern || got.NamePattern != c.NamePattern ||
 		got.MaxUses != 2 || got.Uses != 0 || got.Disabled || !got.ExpiresAt.Equal(exp.Truncate(time.Microsecond)) {
 		t.Fatalf("GetCredentialByHash = %+v, %v", got, err)
 	}
@@ -274,5 +274,46 @@ func testNotFound(t *testing.T, s store.Store) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		t.Errorf("Ping: %v", err)
+	}
+}
+
+// Services and devices share the devices table, told apart by kind: a
+// device without one is a device, the list filters by kind, and an id
+// keeps the kind it was first issued as.
+func testDeviceKinds(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	f := fixture{t, s}
+	f.issue("sensor-1", base, nil)
+	svc := newCert("b1.mqtt.example", base)
+	if err := s.InsertCertificate(ctx, svc, pki.Device{ID: svc.DeviceID, Kind: pki.KindService, Status: pki.DeviceActive, CreatedAt: base, UpdatedAt: base},
+		event(pki.ActionCertificateIssue, string(svc.Serial), base)); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]pki.DeviceKind{"sensor-1": pki.KindDevice, "b1.mqtt.example": pki.KindService} {
+		if d, err := s.GetDevice(ctx, id); err != nil || d.Kind != want {
+			t.Errorf("GetDevice(%s) kind %q, %v; want %q", id, d.Kind, err, want)
+		}
+	}
+	for kind, want := range map[pki.DeviceKind]string{pki.KindDevice: "sensor-1", pki.KindService: "b1.mqtt.example"} {
+		page, err := s.ListDevices(ctx, store.DeviceFilter{Kind: kind, Limit: 10})
+		if err != nil || len(page.Items) != 1 || page.Items[0].ID != want {
+			t.Errorf("ListDevices(kind %s) = %+v, %v; want only %s", kind, page.Items, err, want)
+		}
+	}
+	if page, err := s.ListDevices(ctx, store.DeviceFilter{Limit: 10}); err != nil || len(page.Items) != 2 {
+		t.Errorf("ListDevices(any kind) = %d, %v; want 2", len(page.Items), err)
+	}
+	if _, err := s.ListDevices(ctx, store.DeviceFilter{Kind: "gadget", Limit: 10}); !errors.Is(err, pki.Invalid) {
+		t.Errorf("unknown kind: %v, want Invalid", err)
+	}
+	// Another certificate under the service's id, stored as a device's,
+	// leaves the kind alone.
+	again := newCert("b1.mqtt.example", base.Add(time.Hour))
+	if err := s.InsertCertificate(ctx, again, pki.Device{ID: again.DeviceID, Status: pki.DeviceActive, CreatedAt: base, UpdatedAt: base.Add(time.Hour)},
+		event(pki.ActionCertificateIssue, string(again.Serial), base)); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.GetDevice(ctx, "b1.mqtt.example"); d.Kind != pki.KindService {
+		t.Errorf("kind changed to %q", d.Kind)
 	}
 }

@@ -30,6 +30,7 @@ func Run(t *testing.T, open Opener) {
 		{"duplicate serial conflicts and writes nothing", testDuplicateSerial},
 		{"certificate pagination and filters", testCertPagination},
 		{"device pagination and filters", testDevicePagination},
+		{"services and devices", testDeviceKinds},
 		{"revoke is idempotent", testRevoke},
 		{"concurrent revoke has one winner", testConcurrentRevoke},
 		{"revoke device", testRevokeDevice},

@@ -90,12 +90,12 @@ func (s *Store) GetAPIToken(ctx context.Context, hash []byte) (pki.APIToken, pki
 	return t, u, s.wrap(err, "get token")
 }
 
-const credentialColumns = `id, name, hash, profiles, device_pattern, expires_at, max_uses, uses, disabled, created_at, no_reenroll`
+const credentialColumns = `id, name, hash, profiles, device_pattern, expires_at, max_uses, uses, disabled, created_at, no_reenroll, name_pattern`
 
 func scanCredential(r rowScanner) (pki.Credential, error) {
 	var c pki.Credential
 	err := r.Scan(&c.ID, &c.Name, &c.Hash, jsonCol{&c.Profiles}, &c.DevicePattern, nullTimeCol{&c.ExpiresAt},
-		&c.MaxUses, &c.Uses, boolCol{&c.Disabled}, timeCol{&c.CreatedAt}, boolCol{&c.NoReenroll})
+		&c.MaxUses, &c.Uses, boolCol{&c.Disabled}, timeCol{&c.CreatedAt}, boolCol{&c.NoReenroll}, &c.NamePattern)
 	return c, err
 }
 
@@ -110,9 +110,10 @@ func (s *Store) CreateCredential(ctx context.Context, c pki.Credential, ev pki.A
 	}
 	return s.audited(ctx, "create credential", ev, func(tx *sql.Tx) (bool, error) {
 		_, err := tx.ExecContext(ctx, `INSERT INTO credentials
-			(id, name, hash, profiles, device_pattern, expires_at, max_uses, uses, disabled, created_at, no_reenroll)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			c.ID, c.Name, c.Hash, profiles, c.DevicePattern, s.tp(c.ExpiresAt), c.MaxUses, c.Uses, c.Disabled, s.t(c.CreatedAt), c.NoReenroll)
+			(id, name, hash, profiles, device_pattern, expires_at, max_uses, uses, disabled, created_at, no_reenroll, name_pattern)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			c.ID, c.Name, c.Hash, profiles, c.DevicePattern, s.tp(c.ExpiresAt), c.MaxUses, c.Uses, c.Disabled, s.t(c.CreatedAt), c.NoReenroll,
+			c.NamePattern)
 		return false, s.conflictOr(err, fmt.Sprintf("a credential named %q exists", c.Name))
 	})
 }

@@ -10,13 +10,13 @@ import (
 	"github.com/fleetpki/fleetpki/store"
 )
 
-const deviceColumns = `id, status, metadata, created_at, updated_at`
+const deviceColumns = `id, status, metadata, created_at, updated_at, kind`
 
 func scanDevice(r rowScanner) (pki.Device, error) {
 	var d pki.Device
-	var status string
-	err := r.Scan(&d.ID, &status, jsonCol{&d.Metadata}, timeCol{&d.CreatedAt}, timeCol{&d.UpdatedAt})
-	d.Status = pki.DeviceStatus(status)
+	var status, kind string
+	err := r.Scan(&d.ID, &status, jsonCol{&d.Metadata}, timeCol{&d.CreatedAt}, timeCol{&d.UpdatedAt}, &kind)
+	d.Status, d.Kind = pki.DeviceStatus(status), pki.DeviceKind(kind)
 	if len(d.Metadata) == 0 {
 		d.Metadata = nil
 	}
@@ -57,6 +57,13 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) (store.Pa
 		where = append(where, "status = "+a.add(string(f.Status)))
 	default:
 		return page, pki.Errorf(pki.Invalid, "unknown device status %q", f.Status)
+	}
+	switch f.Kind {
+	case "":
+	case pki.KindDevice, pki.KindService:
+		where = append(where, "kind = "+a.add(string(f.Kind)))
+	default:
+		return page, pki.Errorf(pki.Invalid, "unknown device kind %q", f.Kind)
 	}
 	if f.IDPrefix != "" {
 		// A range instead of LIKE: no escaping of % and _, and it uses the primary key.

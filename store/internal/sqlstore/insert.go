@@ -284,7 +284,7 @@ func (s *Store) deviceUpserts(a *args, batch []*insertReq) []string {
 			byID[r.dev.ID] = m
 			order = append(order, r.dev.ID)
 		}
-		m.dev.UpdatedAt = r.dev.UpdatedAt
+		m.dev.UpdatedAt, m.dev.Kind = r.dev.UpdatedAt, r.dev.Kind
 		if r.dev.Metadata != nil {
 			m.meta = r.dev.Metadata
 		}
@@ -298,16 +298,23 @@ func (s *Store) deviceUpserts(a *args, batch []*insertReq) []string {
 				continue
 			}
 			meta, _ := jsonArg(nonNil(m.meta)) // a map of strings always encodes
-			rows = append(rows, "("+a.add(id)+", 'active', "+a.add(meta)+", "+a.add(s.t(m.dev.CreatedAt))+", "+a.add(s.t(m.dev.UpdatedAt))+")")
+			kind := m.dev.Kind
+			if kind == "" {
+				kind = pki.KindDevice
+			}
+			rows = append(rows, "("+a.add(id)+", 'active', "+a.add(meta)+", "+a.add(s.t(m.dev.CreatedAt))+", "+a.add(s.t(m.dev.UpdatedAt))+
+				", "+a.add(string(kind))+")")
 		}
 		if len(rows) == 0 {
 			continue
 		}
+		// kind is not updated: an id keeps the kind it was first issued as
+		// (the CA refuses a service certificate for a device's id).
 		set := "status = 'active', updated_at = excluded.updated_at"
 		if replace {
 			set += ", metadata = excluded.metadata"
 		}
-		out = append(out, `INSERT INTO devices (id, status, metadata, created_at, updated_at) VALUES `+
+		out = append(out, `INSERT INTO devices (id, status, metadata, created_at, updated_at, kind) VALUES `+
 			strings.Join(rows, ", ")+` ON CONFLICT (id) DO UPDATE SET `+set)
 	}
 	return out
