@@ -111,8 +111,10 @@ type ProfileSpec struct {
 	KeyTypes []string `json:"keyTypes,omitempty"`
 	// AllowEd25519 also accepts Ed25519 keys, which not every TLS stack supports.
 	AllowEd25519 bool `json:"allowEd25519,omitempty"`
-	// Template is the x509util JSON template; see DeviceTemplate for its data.
-	Template string `json:"template"`
+	// Template is the x509util JSON template; see DeviceTemplate for its
+	// data. Empty: the built-in template of the kind (DeviceTemplate or
+	// ServiceTemplate), e.g. to change only a built-in profile's validity.
+	Template string `json:"template,omitempty"`
 	// FreshestCRL adds the Freshest CRL extension (RFC 5280 §5.2.6) naming
 	// the delta CRL, for relying parties that fetch deltas between full CRLs.
 	FreshestCRL bool `json:"freshestCRL,omitempty"`
@@ -171,12 +173,6 @@ func compileProfile(spec ProfileSpec) (*profile, error) {
 			return nil, pki.Errorf(pki.Invalid, "profile %q: unknown key type %q (want %s, %s or %s)", spec.Name, kt, KeyTypeECDSAP256, KeyTypeECDSAP384, KeyTypeRSA)
 		}
 	}
-	// missingkey=error turns a misspelt field (.DeviceId) into an error at
-	// the dry run below instead of "<no value>" in a certificate.
-	tmpl, err := template.New(spec.Name).Funcs(x509util.GetFuncMap()).Option("missingkey=error").Parse(spec.Template)
-	if err != nil {
-		return nil, pki.Wrap(pki.Invalid, err, fmt.Sprintf("profile %q: the template does not parse", spec.Name))
-	}
 	kind := spec.Kind
 	switch kind {
 	case "":
@@ -184,6 +180,18 @@ func compileProfile(spec ProfileSpec) (*profile, error) {
 	case KindDevice, KindService:
 	default:
 		return nil, pki.Errorf(pki.Invalid, "profile %q: kind %q is not device or service", spec.Name, spec.Kind)
+	}
+	text := spec.Template
+	if text == "" {
+		// The built-in template of the kind: a profile may change only the
+		// validity or key types.
+		text = map[string]string{KindDevice: DeviceTemplate, KindService: ServiceTemplate}[kind]
+	}
+	// missingkey=error turns a misspelt field (.DeviceId) into an error at
+	// the dry run below instead of "<no value>" in a certificate.
+	tmpl, err := template.New(spec.Name).Funcs(x509util.GetFuncMap()).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, pki.Wrap(pki.Invalid, err, fmt.Sprintf("profile %q: the template does not parse", spec.Name))
 	}
 	eku := spec.ExtKeyUsage
 	if kind == KindService && len(eku) == 0 {

@@ -67,6 +67,21 @@ type KeeperConfig struct {
 	Logger     *slog.Logger
 }
 
+// Keep is NewKeeper for an identity at the fleetpki server at serverURL,
+// trusted by its root's fingerprint: a service's files are named server.*
+// (when the request has names), a device's device.*.
+func Keep(ctx context.Context, serverURL, rootFingerprint string, cfg KeeperConfig) (*Keeper, error) {
+	cl, err := New(serverURL, rootFingerprint)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Client = cl
+	if cfg.Base == "" && len(cfg.Request.DNSNames)+len(cfg.Request.IPAddresses) > 0 {
+		cfg.Base = "server"
+	}
+	return NewKeeper(ctx, cfg)
+}
+
 // NewKeeper loads the identity in cfg.Dir, or enrolls it; an error means
 // there is no certificate to serve with.
 func NewKeeper(ctx context.Context, cfg KeeperConfig) (*Keeper, error) {
@@ -110,6 +125,26 @@ func (k *Keeper) Leaf() *x509.Certificate { return k.r.Leaf() }
 
 // Chain returns the issuing CA and the root, as written to chain.pem.
 func (k *Keeper) Chain() []*x509.Certificate { return *k.chain.Load() }
+
+// Trust returns the fleetpki chain as a pool (issuing CA and root, for
+// verifying device certificates) and the issuing CA itself.
+func (k *Keeper) Trust() (*x509.CertPool, *x509.Certificate, error) {
+	pool := x509.NewCertPool()
+	var issuer *x509.Certificate
+	for _, c := range k.Chain() {
+		pool.AddCert(c)
+		if c.IsCA && c.MaxPathLenZero && issuer == nil {
+			issuer = c
+		}
+	}
+	if issuer == nil {
+		return nil, nil, fmt.Errorf("client: the chain in %s holds no issuing CA", k.cfg.Dir)
+	}
+	return pool, issuer, nil
+}
+
+// Base names the key and certificate files: <Base>.key, <Base>.crt.
+func (k *Keeper) Base() string { return k.cfg.Base }
 
 // GetCertificate serves the current certificate to TLS clients.
 func (k *Keeper) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {

@@ -2,8 +2,8 @@ package pki
 
 import (
 	"crypto/x509"
-	"slices"
 	"net"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"

@@ -172,25 +172,14 @@ func (c *cli) brokerIdentity(ctx context.Context, cfg *config.Config, o selfEnro
 	if o.name == "" {
 		o.name = append(append([]string{}, o.dns...), o.ips...)[0]
 	}
-	cl, err := client.New(o.server, o.fingerprint)
-	if err != nil {
-		return brokerID{}, usageError{fmt.Errorf("broker: %w", err)}
-	}
-	k, err := client.NewKeeper(ctx, client.KeeperConfig{Client: cl, Dir: o.dataDir, Base: "server", Credential: credential,
-		Request: client.EnrollRequest{DeviceID: o.name, Profile: o.profile, DNSNames: o.dns, IPAddresses: o.ips}, Logger: log})
+	k, err := client.Keep(ctx, o.server, o.fingerprint, client.KeeperConfig{Dir: o.dataDir, Credential: credential, Logger: log,
+		Request: client.EnrollRequest{DeviceID: o.name, Profile: o.profile, DNSNames: o.dns, IPAddresses: o.ips}})
 	if err != nil {
 		return brokerID{}, fmt.Errorf("broker: its certificate: %w", err)
 	}
-	roots := x509.NewCertPool()
-	var issuer *x509.Certificate
-	for _, cert := range k.Chain() {
-		roots.AddCert(cert)
-		if cert.IsCA && cert.MaxPathLenZero && issuer == nil {
-			issuer = cert
-		}
-	}
-	if issuer == nil {
-		return brokerID{}, fmt.Errorf("broker: the chain in %s holds no issuing CA", o.dataDir)
+	roots, issuer, err := k.Trust()
+	if err != nil {
+		return brokerID{}, err
 	}
 	return brokerID{roots: roots, issuer: issuer, getCert: k.GetCertificate, keeper: k}, nil
 }

@@ -177,7 +177,7 @@ func TestDisableFromTheCommandLine(t *testing.T) {
 	list := mustRun(t, "", "credential", "list", "--data-dir", e.data).stdout
 	var id string
 	for _, line := range strings.Split(list, "\n") {
-		if f := strings.Split(line, "\t"); len(f) == 7 && f[1] == "station" {
+		if f := strings.Split(line, "\t"); len(f) >= 7 && f[1] == "station" {
 			id = f[0]
 		}
 	}

@@ -81,7 +81,7 @@ func (c *cli) enroll(ctx context.Context, args []string) error {
 		return err
 	}
 	if o.renew || service {
-		return c.keep(ctx, cl, o, service)
+		return c.keep(ctx, o)
 	}
 	if o.batch != "" {
 		n, err := cl.EnrollBatch(ctx, client.BatchOptions{CSV: o.batch, Out: o.out, Credential: o.credential, Profile: o.profile,
@@ -119,27 +119,22 @@ func (c *cli) enroll(ctx context.Context, args []string) error {
 // keep holds one identity in --out: it enrolls when there is no usable
 // certificate there and, with --renew, renews until stopped, running
 // --exec after each rewrite.
-func (c *cli) keep(ctx context.Context, cl *client.Client, o enrollOptions, service bool) error {
+func (c *cli) keep(ctx context.Context, o enrollOptions) error {
 	log := slog.New(slog.NewTextHandler(c.stderr, nil))
-	base := "device"
-	if service {
-		base = "server"
-	}
 	var changed func(context.Context)
 	if o.exec != "" {
 		changed = func(ctx context.Context) { hook.Run(ctx, log, o.exec) }
 	}
-	k, err := client.NewKeeper(ctx, client.KeeperConfig{Client: cl, Dir: o.out, Base: base, Credential: o.credential,
-		Request: client.EnrollRequest{DeviceID: o.deviceID, Profile: o.profile, Metadata: o.metadata, DNSNames: o.dns, IPAddresses: o.ips},
-		Changed: changed, Logger: log})
+	k, err := client.Keep(ctx, o.server, o.fingerprint, client.KeeperConfig{Dir: o.out, Credential: o.credential, Changed: changed, Logger: log,
+		Request: client.EnrollRequest{DeviceID: o.deviceID, Profile: o.profile, Metadata: o.metadata, DNSNames: o.dns, IPAddresses: o.ips}})
 	if err != nil {
 		return err
 	}
-	leaf := k.Leaf()
+	serial := pki.NewSerial(k.Leaf().SerialNumber)
 	fmt.Fprintf(c.stderr, "%s: serial %s, valid until %s, files %s.key, %s.crt, fullchain.pem, chain.pem, root.pem in %s\n",
-		o.deviceID, pki.NewSerial(leaf.SerialNumber), leaf.NotAfter.UTC().Format(time.RFC3339), base, base, o.out)
+		o.deviceID, serial, k.Leaf().NotAfter.UTC().Format(time.RFC3339), k.Base(), k.Base(), o.out)
 	if !o.renew {
-		fmt.Fprintln(c.stdout, pki.NewSerial(leaf.SerialNumber))
+		fmt.Fprintln(c.stdout, serial)
 		return nil
 	}
 	return k.Run(ctx)

@@ -203,6 +203,13 @@ func (b *lockedBuffer) writeLine(line string) {
 	b.buf.WriteString(line + "\n")
 }
 
+// Write makes it a child's Stdout or Stderr.
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
 func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -351,3 +351,57 @@ func TestScreenshots(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesInBrowser: service certificates are listed apart from
+// devices; an admin sees the service credential's name pattern, opens the
+// broker's service and revokes it; OCSP then says its certificate is
+// revoked.
+func TestServicesInBrowser(t *testing.T) {
+	ctx := browser(t)
+	e := newServiceEnv(t, "30d")
+	svc := strings.TrimSpace(string(mustRead(t, e.serviceCredFile)))
+	out := filepath.Join(t.TempDir(), "broker")
+	if r := runCLI(t, "", append(append([]string{"enroll", "--credential", svc}, e.args...), "--profile", "broker", "--dns", "localhost",
+		"--ip", "127.0.0.1", "--out", out)...); r.code != 0 {
+		t.Fatalf("enroll the broker: %s", r.stderr)
+	}
+	if r := e.enroll(t, "--device-id", "dev-1", "--out", t.TempDir()); r.code != 0 {
+		t.Fatalf("enroll dev-1: %s", r.stderr)
+	}
+	adminPW := strings.TrimSpace(string(mustRead(t, filepath.Join(e.data, "admin-password"))))
+	u := &ui{t: t, ctx: ctx, base: "https://" + e.srv.httpsAddr}
+	u.screenshotOnFailure(t.Name())
+	u.login("admin", adminPW)
+
+	u.do(chromedp.Navigate(u.base+"/services"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	if !u.present(`a[href="/devices/localhost"]`) || u.present(`a[href="/devices/dev-1"]`) {
+		t.Fatal("/services does not list exactly the broker")
+	}
+	u.do(chromedp.Navigate(u.base+"/devices"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	if u.present(`a[href="/devices/localhost"]`) || !u.present(`a[href="/devices/dev-1"]`) {
+		t.Fatal("/devices does not list exactly the device")
+	}
+	u.do(chromedp.Navigate(u.base+"/credentials"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	if body := u.text("table"); !strings.Contains(body, `localhost|127\.0\.0\.1`) || !strings.Contains(body, "server, broker") {
+		t.Fatalf("the credentials page does not show the service credential's profiles and name pattern:\n%s", body)
+	}
+
+	u.do(chromedp.Navigate(u.base+"/services"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	u.nav(chromedp.Click(chromedp.CSS(`a[href="/devices/localhost"]`)))
+	if h := u.text("h1"); !strings.HasPrefix(h, "Service") {
+		t.Fatalf("service page heading %q", h)
+	}
+	u.nav(chromedp.Click(chromedp.CSS("#revoke-device")))
+	u.do(chromedp.SetValue(chromedp.CSS("#reason"), "keyCompromise"), chromedp.SendKeys(chromedp.CSS("#confirm"), "localhost"))
+	u.nav(chromedp.Submit(chromedp.CSS("#confirm")))
+	if r := u.text("#result"); !strings.Contains(r, "1 certificate(s) revoked") {
+		t.Fatalf("revoke result: %q", r)
+	}
+	chain := string(mustRead(t, filepath.Join(out, "chain.pem")))
+	_ = os.WriteFile(filepath.Join(out, "issuer.pem"), []byte(chain[:strings.Index(chain, "-----END CERTIFICATE-----")+len("-----END CERTIFICATE-----\n")]), 0o600)
+	o, err := exec.Command("openssl", "ocsp", "-issuer", filepath.Join(out, "issuer.pem"), "-cert", filepath.Join(out, "server.crt"),
+		"-url", e.srv.url("/ocsp"), "-CAfile", filepath.Join(out, "root.pem"), "-no_nonce").CombinedOutput()
+	if err != nil || !strings.Contains(string(o), "server.crt: revoked") {
+		t.Fatalf("OCSP for the revoked broker certificate: %v\n%s", err, o)
+	}
+}
