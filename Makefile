@@ -6,7 +6,7 @@ BIN     ?= bin/fleetpki
 BENCH   ?= .
 COUNT   ?= 1
 
-.PHONY: all test lint build bench bench-broker screenshots run clean
+.PHONY: all test lint build build-hsm bench bench-broker screenshots run clean
 
 all: build
 
@@ -21,6 +21,10 @@ lint:
 ## build: a static binary in bin/
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.linkedVersion=$(VERSION)" -o $(BIN) ./cmd/fleetpki
+
+## build-hsm: the same with cgo, so that CA keys can live in a PKCS#11 token (--kms pkcs11:…); needs gcc
+build-hsm:
+	CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.linkedVersion=$(VERSION)" -o $(BIN) ./cmd/fleetpki
 
 ## bench: every benchmark, Postgres ones included (narrow with BENCH=regexp, repeat with COUNT=n)
 bench:

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/fleetpki/fleetpki/pki"
@@ -40,6 +43,50 @@ type Hierarchy struct {
 	signer   crypto.Signer
 	chainPEM []byte
 	rootFP   string
+	// kms and rec are set when the keys live in a KMS (kms.json).
+	kms *kmsHandle
+	rec kmsRecord
+
+	checkMu  sync.Mutex
+	checkAt  time.Time
+	checkErr error
+}
+
+// Close releases the KMS session of a hierarchy whose keys live in one;
+// its signers fail afterwards. It is a no-op for file keys.
+func (h *Hierarchy) Close() error {
+	if h.kms == nil {
+		return nil
+	}
+	return h.kms.Close()
+}
+
+// KeyLocation says where the issuing key is, for logs: "file" or the KMS
+// key URI.
+func (h *Hierarchy) KeyLocation() string {
+	if h.kms == nil {
+		return "file"
+	}
+	return h.rec.Issuing
+}
+
+// CheckKey signs a test digest with the issuing key, for readiness: a KMS
+// whose token is gone fails it. A result is reused for a second, so probes
+// cannot flood the token.
+func (h *Hierarchy) CheckKey(context.Context) error {
+	h.checkMu.Lock()
+	defer h.checkMu.Unlock()
+	if time.Since(h.checkAt) < time.Second {
+		return h.checkErr
+	}
+	digest := sha256.Sum256([]byte("fleetpki key check"))
+	// SHA-256 suits every CA key type (ECDSA, and RSA PKCS#1 v1.5).
+	_, err := h.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	h.checkAt, h.checkErr = time.Now(), err
+	if err != nil {
+		h.checkErr = pki.Wrap(pki.Unavailable, err, "the issuing CA key cannot sign")
+	}
+	return h.checkErr
 }
 
 // newHierarchy checks that chain and signer form a usable issuing CA and
@@ -149,10 +196,25 @@ func parseChainPEM(b []byte) ([]*x509.Certificate, error) {
 	return chain, nil
 }
 
-// LoadHierarchy loads the hierarchy stored under dataDir/ca. It returns a
-// pki.NotFound error when there is none, and a pki.Unauthenticated error
-// naming the key file when the key is encrypted and the password is missing or wrong.
+// Secrets unlock CA keys: the password of key files, the PIN of a KMS
+// whose URI names no pin-source.
+type Secrets struct {
+	Password []byte
+	PIN      string
+}
+
+// LoadHierarchy is LoadHierarchyWith for file keys (or a KMS that reads
+// its PIN from a pin-source).
 func LoadHierarchy(ctx context.Context, dataDir string, password []byte) (*Hierarchy, error) {
+	return LoadHierarchyWith(ctx, dataDir, Secrets{Password: password})
+}
+
+// LoadHierarchyWith loads the hierarchy stored under dataDir/ca: the chain,
+// and the issuing key from its file or, when kms.json says so, from the
+// KMS. It returns a pki.NotFound error when there is none, and a
+// pki.Unauthenticated error when the key file's password or the token's
+// PIN is missing or wrong.
+func LoadHierarchyWith(ctx context.Context, dataDir string, sec Secrets) (*Hierarchy, error) {
 	dir := caDir(dataDir)
 	b, err := os.ReadFile(filepath.Join(dir, chainFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -165,7 +227,24 @@ func LoadHierarchy(ctx context.Context, dataDir string, password []byte) (*Hiera
 	if err != nil {
 		return nil, fmt.Errorf("load CA hierarchy from %s: %w", dir, err)
 	}
-	signer, err := readKeyFile(ctx, filepath.Join(dir, intermediateKey), password)
+	rec, err := readKMSRecord(dir)
+	switch {
+	case err == nil:
+		handle, signer, err := loadKMSSigners(ctx, rec, sec.PIN)
+		if err != nil {
+			return nil, fmt.Errorf("load CA hierarchy: the issuing key in %s: %w", rec.KMS, err)
+		}
+		h, err := newHierarchy(chain, signer)
+		if err != nil {
+			_ = handle.Close()
+			return nil, fmt.Errorf("load CA hierarchy from %s: %w", dir, err)
+		}
+		h.kms, h.rec = handle, rec
+		return h, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("load CA hierarchy: %w", err)
+	}
+	signer, err := readKeyFile(ctx, filepath.Join(dir, intermediateKey), sec.Password)
 	if err != nil {
 		return nil, fmt.Errorf("load CA hierarchy: %w", err)
 	}
@@ -215,6 +294,38 @@ func Import(ctx context.Context, dataDir string, chainPEM, keyPEM []byte, passwo
 		return nil, fmt.Errorf("import CA: %w", err)
 	}
 	return h, nil
+}
+
+// ImportKMS stores an externally made issuing CA whose key is already in a
+// KMS (made there, or moved there from a file) under dataDir/ca: chainPEM
+// as for Import, keyURI the key in k (pkcs11:id=…;object=…). The key must
+// belong to the issuing CA certificate and sign.
+func ImportKMS(ctx context.Context, dataDir string, chainPEM []byte, k KMS, keyURI string) (*Hierarchy, error) {
+	chain, err := parseChainPEM(chainPEM)
+	if err != nil {
+		return nil, fmt.Errorf("import CA: %w", err)
+	}
+	handle, err := openKMSHandle(ctx, k)
+	if err != nil {
+		return nil, fmt.Errorf("import CA: %w", err)
+	}
+	signer, err := newKeySigner(handle, keyURI)
+	if err == nil {
+		var h *Hierarchy
+		if h, err = newHierarchy(chain, signer); err == nil {
+			h.kms, h.rec = handle, kmsRecord{KMS: k.URI, Issuing: keyURI}
+			if err = h.CheckKey(ctx); err == nil {
+				b, _ := json.MarshalIndent(h.rec, "", "  ") // strings only
+				err = writeCADir(dataDir, []stagedFile{{name: chainFile, data: h.chainPEM, mode: certFileMode},
+					{name: kmsFile, data: append(b, '\n'), mode: certFileMode}})
+			}
+			if err == nil {
+				return h, nil
+			}
+		}
+	}
+	_ = handle.Close()
+	return nil, fmt.Errorf("import CA: %w", err)
 }
 
 // stagedFile is one file of a new hierarchy directory.
@@ -269,7 +380,7 @@ func writeCADir(dataDir string, files []stagedFile) error {
 
 // checkNoHierarchy returns pki.Conflict when dir holds a hierarchy.
 func checkNoHierarchy(dir string) error {
-	for _, name := range []string{chainFile, intermediateKey} {
+	for _, name := range []string{chainFile, intermediateKey, kmsFile} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			return pki.Errorf(pki.Conflict, "a CA hierarchy already exists in %s", dir)
 		}
@@ -301,10 +412,20 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 }
 
 // RootSigner loads the root's key when this data directory holds it (a
-// hierarchy made by Init), so the root can sign its own CRL. It returns a
-// pki.NotFound error for an imported hierarchy, whose root key lives elsewhere.
+// hierarchy made by Init: a file, or a key in the KMS), so the root can sign
+// its own CRL and OCSP answers. It returns a pki.NotFound error for an
+// offline or imported root, whose key lives elsewhere.
 func (h *Hierarchy) RootSigner(ctx context.Context, dataDir string, password []byte) (crypto.Signer, error) {
-	s, err := readKeyFile(ctx, filepath.Join(caDir(dataDir), rootKeyFile), password)
+	var s crypto.Signer
+	var err error
+	switch {
+	case h.kms != nil && h.rec.Root != "":
+		s, err = newKeySigner(h.kms, h.rec.Root)
+	case h.kms != nil:
+		return nil, pki.Errorf(pki.NotFound, "the root key is not in the KMS (an offline root)")
+	default:
+		s, err = readKeyFile(ctx, filepath.Join(caDir(dataDir), rootKeyFile), password)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -41,15 +43,34 @@ type InitOptions struct {
 	Name string
 	// Password encrypts the key files; nil (or empty) stores them unencrypted.
 	Password []byte
+	// KMS, when its URI is set, creates the issuing key (and the root key,
+	// unless OfflineRoot is set) inside it, non-extractable;
+	// DataDir/ca/kms.json records where they are. Loading takes its PIN
+	// from KMS.PIN (which may come without a URI).
+	KMS *KMS
+	// OfflineRoot, when set, is a directory (e.g. removable media) that
+	// gets the root key and the chain, for `fleetpki root sign` on the
+	// offline machine; DataDir then holds no root key.
+	OfflineRoot string
 	// Clock sets the validity start; nil means the system clock.
 	Clock pki.Clock
 }
 
+// Offline root files (InitOptions.OfflineRoot).
+const (
+	// OfflineRootKey is the root's key in the offline root directory.
+	OfflineRootKey = rootKeyFile
+	// OfflineChain is the chain (issuing CA first, root last) in the
+	// offline root directory: the issuing CAs the root vouches for.
+	OfflineChain = chainFile
+)
+
 // Init creates a new hierarchy under opts.DataDir/ca: a self-signed root
 // (10 years) and an issuing intermediate (5 years, pathLen 0, keyCertSign and
-// cRLSign) signed by it, with their key files (mode 0600). It returns a
-// pki.Conflict error if the directory already holds a hierarchy, and leaves
-// nothing behind when it fails.
+// cRLSign) signed by it. Keys are files (mode 0600), or inside opts.KMS; the
+// root's may go to opts.OfflineRoot instead. It returns a pki.Conflict
+// error if the directory already holds a hierarchy, and leaves no file
+// behind when it fails.
 func Init(ctx context.Context, opts InitOptions) (*Hierarchy, error) {
 	if opts.DataDir == "" {
 		return nil, pki.Errorf(pki.Invalid, "init CA: the data directory is not set")
@@ -74,19 +95,44 @@ func Init(ctx context.Context, opts InitOptions) (*Hierarchy, error) {
 	if err := checkNoHierarchy(caDir(opts.DataDir)); err != nil {
 		return nil, err
 	}
-	km, err := newKeyManager(ctx)
+	if opts.OfflineRoot != "" {
+		if _, err := os.Stat(filepath.Join(opts.OfflineRoot, OfflineRootKey)); err == nil {
+			return nil, pki.Errorf(pki.Conflict, "init CA: %s already holds a root key", opts.OfflineRoot)
+		}
+	}
+	now := opts.Clock.Now().UTC()
+	soft, err := newKeyManager(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
-	defer km.Close()
-	cas, err := softcas.New(ctx, apiv1.Options{IsCreator: true, KeyManager: km})
+	defer soft.Close()
+	rootKM, interKM := soft, soft
+	rootReq, interReq := *keyReq, *keyReq
+	var rec *kmsRecord
+	if opts.KMS != nil && opts.KMS.URI != "" {
+		hsm, err := opts.KMS.open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("init CA: %w", err)
+		}
+		defer hsm.Close()
+		rec = &kmsRecord{KMS: opts.KMS.URI, Issuing: newKeyURI("issuing", now)}
+		interKM, interReq.Name = hsm, rec.Issuing
+		if opts.OfflineRoot == "" {
+			rec.Root = newKeyURI("root", now)
+			rootKM, rootReq.Name = hsm, rec.Root
+		}
+	}
+	rootCAS, err := softcas.New(ctx, apiv1.Options{IsCreator: true, KeyManager: rootKM})
+	if err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	interCAS, err := softcas.New(ctx, apiv1.Options{IsCreator: true, KeyManager: interKM})
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
 
-	now := opts.Clock.Now().UTC()
 	notBefore := now.Add(-backdate)
-	root, err := cas.CreateCertificateAuthority(&apiv1.CreateCertificateAuthorityRequest{
+	root, err := rootCAS.CreateCertificateAuthority(&apiv1.CreateCertificateAuthorityRequest{
 		Name: opts.Name + " Root CA",
 		Type: apiv1.RootCA,
 		Template: &x509.Certificate{
@@ -100,12 +146,12 @@ func Init(ctx context.Context, opts InitOptions) (*Hierarchy, error) {
 			MaxPathLen:            -1, // the root does not limit the path; the intermediate does
 		},
 		Lifetime:  rootLifetime,
-		CreateKey: keyReq,
+		CreateKey: &rootReq,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("init CA: create root: %w", err)
 	}
-	inter, err := cas.CreateCertificateAuthority(&apiv1.CreateCertificateAuthorityRequest{
+	inter, err := interCAS.CreateCertificateAuthority(&apiv1.CreateCertificateAuthorityRequest{
 		Name: opts.Name + " Issuing CA",
 		Type: apiv1.IntermediateCA,
 		Template: &x509.Certificate{
@@ -121,7 +167,7 @@ func Init(ctx context.Context, opts InitOptions) (*Hierarchy, error) {
 		},
 		Lifetime:  intermediateLifetime,
 		Parent:    root,
-		CreateKey: keyReq,
+		CreateKey: &interReq,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("init CA: create intermediate: %w", err)
@@ -131,23 +177,61 @@ func Init(ctx context.Context, opts InitOptions) (*Hierarchy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
-	rootKey, err := encodeKey(root.PrivateKey, opts.Password)
-	if err != nil {
-		return nil, fmt.Errorf("init CA: %w", err)
+	files := []stagedFile{{name: chainFile, data: h.chainPEM, mode: certFileMode}}
+	if rec != nil {
+		b, _ := json.MarshalIndent(rec, "", "  ") // strings only
+		files = append(files, stagedFile{name: kmsFile, data: append(b, '\n'), mode: certFileMode})
+	} else {
+		interKey, err := encodeKey(inter.PrivateKey, opts.Password)
+		if err != nil {
+			return nil, fmt.Errorf("init CA: %w", err)
+		}
+		files = append(files, stagedFile{name: intermediateKey, data: interKey, mode: keyFileMode})
 	}
-	interKey, err := encodeKey(inter.PrivateKey, opts.Password)
-	if err != nil {
-		return nil, fmt.Errorf("init CA: %w", err)
-	}
-	files := []stagedFile{
-		{name: rootKeyFile, data: rootKey, mode: keyFileMode},
-		{name: intermediateKey, data: interKey, mode: keyFileMode},
-		{name: chainFile, data: h.chainPEM, mode: certFileMode},
+	var offline []string
+	if rec == nil || rec.Root == "" {
+		rootKey, err := encodeKey(root.PrivateKey, opts.Password)
+		if err != nil {
+			return nil, fmt.Errorf("init CA: %w", err)
+		}
+		if opts.OfflineRoot == "" {
+			files = append(files, stagedFile{name: rootKeyFile, data: rootKey, mode: keyFileMode})
+		} else if offline, err = writeOfflineRoot(opts.OfflineRoot, rootKey, h.chainPEM); err != nil {
+			return nil, fmt.Errorf("init CA: %w", err)
+		}
 	}
 	if err := writeCADir(opts.DataDir, files); err != nil {
+		for _, f := range offline {
+			_ = os.Remove(f)
+		}
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
+	if rec != nil {
+		// Serve from the token through the reopening signer, as a start would.
+		return LoadHierarchyWith(ctx, opts.DataDir, Secrets{Password: opts.Password, PIN: opts.KMS.PIN})
+	}
 	return h, nil
+}
+
+// writeOfflineRoot writes the root key and the chain into dir (made if
+// missing; it may be a mounted medium that holds other files) and returns
+// the files written.
+func writeOfflineRoot(dir string, rootKey, chainPEM []byte) ([]string, error) {
+	if err := os.MkdirAll(dir, dataDirMode); err != nil {
+		return nil, fmt.Errorf("offline root directory: %w", err)
+	}
+	var written []string
+	for _, f := range []stagedFile{{OfflineRootKey, rootKey, keyFileMode}, {OfflineChain, chainPEM, certFileMode}} {
+		p := filepath.Join(dir, f.name)
+		if err := writeFileSync(p, f.data, f.mode); err != nil {
+			for _, w := range written {
+				_ = os.Remove(w)
+			}
+			return nil, err
+		}
+		written = append(written, p)
+	}
+	return written, nil
 }
 
 // validateCAName keeps the CA name printable and short enough for a CN.
@@ -179,7 +263,11 @@ func encodeCertsPEM(certs ...*x509.Certificate) []byte {
 // process sharing the data directory that creates it first is no error:
 // its hierarchy is loaded.
 func LoadOrInit(ctx context.Context, opts InitOptions) (*Hierarchy, bool, error) {
-	h, err := LoadHierarchy(ctx, opts.DataDir, opts.Password)
+	secrets := Secrets{Password: opts.Password}
+	if opts.KMS != nil {
+		secrets.PIN = opts.KMS.PIN
+	}
+	h, err := LoadHierarchyWith(ctx, opts.DataDir, secrets)
 	if err == nil {
 		return h, false, nil
 	}
@@ -188,7 +276,7 @@ func LoadOrInit(ctx context.Context, opts InitOptions) (*Hierarchy, bool, error)
 	}
 	h, err = Init(ctx, opts)
 	if errors.Is(err, pki.Conflict) {
-		h, err = LoadHierarchy(ctx, opts.DataDir, opts.Password)
+		h, err = LoadHierarchyWith(ctx, opts.DataDir, secrets)
 		return h, false, err
 	}
 	if err != nil {

@@ -29,6 +29,10 @@ lint() {
 	go vet ./...
 	log "staticcheck ($STATICCHECK)"
 	go run "$STATICCHECK" ./...
+	# The static build (make build, the Dockerfile) has no PKCS#11; it must
+	# keep compiling. The tests below run the cgo (HSM-capable) build.
+	log "CGO_ENABLED=0 go build"
+	CGO_ENABLED=0 go build -o /dev/null ./cmd/fleetpki
 }
 
 # start_postgres starts the first local cluster if pg_lsclusters shows it
@@ -63,7 +67,8 @@ pg_reachable() {
 }
 
 # ensure_tools installs the Debian packages the interop tests drive (openssl,
-# curl, Mosquitto and its clients, Chromium for the browser tests) when they
+# curl, Mosquitto and its clients, Chromium for the browser tests, SoftHSM2
+# and OpenSC's pkcs11-tool for the HSM tests) when they
 # are missing and apt-get can run (as root or with password-less sudo), so
 # `make test` works on a fresh machine. Otherwise it says what is missing;
 # the tests that need a missing tool then fail (or, for Chromium outside CI,
@@ -75,6 +80,8 @@ ensure_tools() {
 	command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 	command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 	[ -x /usr/bin/chromium ] || missing+=(chromium)
+	[ -f /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
+	command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
 	[ "${#missing[@]}" -eq 0 ] && return 0
 	local sudo=""
 	if [ "$(id -u)" -ne 0 ]; then

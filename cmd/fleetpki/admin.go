@@ -23,14 +23,22 @@ func (c *cli) initCA(ctx context.Context, args []string) error {
 	chainFile := fs.String("import-chain", "", "PEM file with the issuing CA certificate, any further CAs, and the root last")
 	keyFile := fs.String("import-key", "", "PEM file with the issuing CA's private key (decrypted with the key password if encrypted)")
 	name := fs.String("ca-name", "fleetpki", "organisation and common-name prefix of a created CA (\"<name> Root CA\")")
+	offlineRoot := fs.String("offline-root", "", "directory (removable media) for the root key and chain: the data directory gets no root key; 'fleetpki root sign' uses it offline")
+	kmsKey := fs.String("kms-key", "", "with --import-chain and --kms: the issuing CA's key, already in the KMS (pkcs11:id=…;object=…)")
 	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
 	}
-	importing := *chainFile != "" || *keyFile != ""
+	importing := *chainFile != "" || *keyFile != "" || *kmsKey != ""
 	switch {
-	case importing && (*chainFile == "" || *keyFile == ""):
+	case *kmsKey != "" && (*chainFile == "" || *keyFile != "" || cfg.KMSURI == ""):
+		return usageError{errors.New("init: --kms-key imports a key that is in the KMS: give it with --import-chain and --kms, without --import-key")}
+	case importing && *kmsKey == "" && (*chainFile == "" || *keyFile == ""):
 		return usageError{errors.New("init: --import-chain and --import-key go together")}
+	case importing && *offlineRoot != "":
+		return usageError{errors.New("init: an imported hierarchy brings no root key; --offline-root applies to a created CA")}
+	case importing && *kmsKey == "" && cfg.KMSURI != "":
+		return usageError{errors.New("init: to import into a KMS, put the key in the token first and give --kms-key (docs/keys.md)")}
 	case importing && (isSet(fs, "key-algorithm") || isSet(fs, "ca-name")):
 		return usageError{errors.New("init: --key-algorithm and --ca-name apply to a created CA, not to an imported one")}
 	}
@@ -43,7 +51,19 @@ func (c *cli) initCA(ctx context.Context, args []string) error {
 	defer e.close()
 
 	var h *ca.Hierarchy
-	if importing {
+	if *kmsKey != "" {
+		chainPEM, err := os.ReadFile(*chainFile)
+		if err != nil {
+			return fmt.Errorf("--import-chain: %w", err)
+		}
+		if h, err = ca.ImportKMS(ctx, cfg.DataDir, chainPEM, *cfg.KMS(), *kmsKey); err != nil {
+			return err
+		}
+		defer h.Close()
+		if err := e.st.AppendAudit(ctx, ca.InitEvent(h, "imported", "", cliActor(), time.Now())); err != nil {
+			return fmt.Errorf("record the CA's import in the audit log: %w", err)
+		}
+	} else if importing {
 		chainPEM, err := os.ReadFile(*chainFile)
 		if err != nil {
 			return fmt.Errorf("--import-chain: %w", err)
@@ -60,17 +80,22 @@ func (c *cli) initCA(ctx context.Context, args []string) error {
 		}
 	} else {
 		h, err = ca.Init(ctx, ca.InitOptions{DataDir: cfg.DataDir, Algorithm: ca.KeyAlgorithm(cfg.KeyAlgorithm),
-			Name: *name, Password: cfg.KeyPassword})
+			Name: *name, Password: cfg.KeyPassword, KMS: cfg.KMS(), OfflineRoot: *offlineRoot})
 		if err != nil {
 			return err
 		}
+		defer h.Close()
 		if err := e.st.AppendAudit(ctx, ca.InitEvent(h, "created", cfg.KeyAlgorithm, cliActor(), time.Now())); err != nil {
 			return fmt.Errorf("record the CA's creation in the audit log: %w", err)
 		}
 	}
 	warnUnencrypted(ctx, cfg, log)
 	log.InfoContext(ctx, "CA ready", "imported", importing, "root", h.Root().Subject.String(),
-		"issuing_ca", h.Intermediate().Subject.String(), "data_dir", cfg.DataDir)
+		"issuing_ca", h.Intermediate().Subject.String(), "issuing_key", h.KeyLocation(), "data_dir", cfg.DataDir)
+	if *offlineRoot != "" {
+		log.InfoContext(ctx, "the root key is in the offline root directory only: store it offline, and publish what it signs with 'fleetpki root sign'",
+			"offline_root", *offlineRoot)
+	}
 	fmt.Fprintln(c.stderr, "Root certificate SHA-256 fingerprint (devices and enrolling clients pin it):")
 	fmt.Fprintln(c.stdout, h.RootFingerprint())
 	return nil
@@ -137,7 +162,11 @@ func (c *cli) version(_ context.Context, args []string) error {
 	if v == "" {
 		v = "(devel)"
 	}
-	fmt.Fprintf(c.stdout, "fleetpki %s %s/%s %s\n", v, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	pkcs11 := "pkcs11"
+	if !ca.PKCS11Compiled() {
+		pkcs11 = "no-pkcs11"
+	}
+	fmt.Fprintf(c.stdout, "fleetpki %s %s/%s %s %s\n", v, runtime.GOOS, runtime.GOARCH, runtime.Version(), pkcs11)
 	return nil
 }
 

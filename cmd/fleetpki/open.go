@@ -27,7 +27,12 @@ type env struct {
 	ca  *ca.CA
 }
 
-func (e *env) close() { _ = e.st.Close() }
+func (e *env) close() {
+	if e.h != nil {
+		_ = e.h.Close() // a KMS session
+	}
+	_ = e.st.Close()
+}
 
 // openWhat says what a command needs opened besides the store.
 type openWhat int
@@ -64,7 +69,8 @@ func (e *env) openCA(ctx context.Context, create bool) error {
 	var err error
 	if create {
 		var created bool
-		e.h, created, err = ca.LoadOrInit(ctx, ca.InitOptions{DataDir: cfg.DataDir, Algorithm: ca.KeyAlgorithm(cfg.KeyAlgorithm), Password: cfg.KeyPassword})
+		e.h, created, err = ca.LoadOrInit(ctx, ca.InitOptions{DataDir: cfg.DataDir, Algorithm: ca.KeyAlgorithm(cfg.KeyAlgorithm),
+			Password: cfg.KeyPassword, KMS: cfg.KMS()})
 		if err != nil {
 			return err
 		}
@@ -75,7 +81,7 @@ func (e *env) openCA(ctx context.Context, create bool) error {
 			}
 			warnUnencrypted(ctx, cfg, e.log)
 		}
-	} else if e.h, err = ca.LoadHierarchy(ctx, cfg.DataDir, cfg.KeyPassword); errors.Is(err, pki.NotFound) {
+	} else if e.h, err = ca.LoadHierarchyWith(ctx, cfg.DataDir, ca.Secrets{Password: cfg.KeyPassword, PIN: cfg.KMS().PIN}); errors.Is(err, pki.NotFound) {
 		return fmt.Errorf("no CA in %s yet: run 'fleetpki init' or 'fleetpki serve' first: %w", cfg.DataDir, err)
 	} else if err != nil {
 		return err
@@ -107,7 +113,7 @@ func warnDataDirMode(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 
 // warnUnencrypted says, once when the keys are written, that they are stored in the clear.
 func warnUnencrypted(ctx context.Context, cfg *config.Config, log *slog.Logger) {
-	if len(cfg.KeyPassword) == 0 {
+	if len(cfg.KeyPassword) == 0 && cfg.KMSURI == "" {
 		log.WarnContext(ctx, "the CA keys are stored unencrypted; set "+config.EnvKeyPassword+" or --key-password-file to encrypt them")
 	}
 }

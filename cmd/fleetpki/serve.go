@@ -145,7 +145,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	var mqttBroker *broker.Broker
 	var httpsLn *listen.Listener
 	ready := func(ctx context.Context) error {
-		errs := []error{e.st.Ping(ctx), ocsp.Cache.Ready(), crls.Ready(ctx), httpLn.Err(), httpsLn.Err()}
+		errs := []error{e.st.Ping(ctx), e.h.CheckKey(ctx), ocsp.Cache.Ready(), crls.Ready(ctx), httpLn.Err(), httpsLn.Err()}
 		if mqttBroker != nil {
 			errs = append(errs, mqttBroker.Err())
 		}
@@ -199,7 +199,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 
 	base := "http://" + httpLn.Addr().String()
-	log.InfoContext(ctx, "CA ready", "root", h.Root().Subject.String(), "issuing_ca", h.Intermediate().Subject.String(), "root_sha256", h.RootFingerprint())
+	log.InfoContext(ctx, "CA ready", "root", h.Root().Subject.String(), "issuing_ca", h.Intermediate().Subject.String(),
+		"issuing_key", h.KeyLocation(), "root_sha256", h.RootFingerprint())
 	log.InfoContext(ctx, "listening", "listener", "http", "addr", httpLn.Addr().String(),
 		"url", base, "ca_chain", base+"/ca.pem", "health", base+"/healthz", "metrics", base+"/metrics")
 	log.InfoContext(ctx, "listening", "listener", "https", "addr", httpsLn.Addr().String(),

@@ -37,6 +37,7 @@ type Config struct {
 	PublicURL        string
 	KeyAlgorithm     string
 	KeyPasswordFile  string
+	KMSURI           string
 	LogLevel         string
 	LogFormat        string
 	TLSSAN           string
@@ -57,6 +58,7 @@ type Config struct {
 	RecheckInterval  string
 	FailOpenGrace    string
 	envKeyPassword   string
+	envKMSPIN        string
 	registeredGroups []group
 
 	// Typed settings, set by Validate for the registered groups.
@@ -121,6 +123,7 @@ func (c *Config) settings() []setting {
 		{"https-addr", "127.0.0.1:8443", "TLS listener: REST API, EST and the admin UI", &c.HTTPSAddr, groupServe},
 		{"public-url", "http://127.0.0.1:8080", "base URL of the HTTP listener, written into certificates (AIA, CDP)", &c.PublicURL, groupServe},
 		{"key-algorithm", string(ca.ECDSAP256), "CA key algorithm on creation: ecdsa-p256, ecdsa-p384 or rsa-3072", &c.KeyAlgorithm, groupKeys},
+		{"kms", "", "create the CA keys in this KMS, e.g. 'pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=fleetpki?pin-source=/etc/fleetpki/pin' (or the PIN in " + ca.EnvKMSPIN + "); empty: key files", &c.KMSURI, groupKeys},
 		{"tls-san", "", "extra comma-separated DNS names or IPs for the HTTPS certificate the CA issues itself", &c.TLSSAN, groupServe},
 		{"tls-cert", "", "PEM certificate chain for the listener instead of one issued by the own CA (needs --tls-key)", &c.TLSCert, groupTLS},
 		{"tls-key", "", "PEM private key for --tls-cert", &c.TLSKey, groupTLS},
@@ -190,6 +193,7 @@ func (c *Config) Register(fs *flag.FlagSet, command string, lookupEnv func(strin
 	}
 	if c.Has(groupStore) {
 		c.envKeyPassword, _ = lookupEnv(EnvKeyPassword)
+		c.envKMSPIN, _ = lookupEnv(ca.EnvKMSPIN)
 	}
 }
 
@@ -426,6 +430,10 @@ func (c *Config) readKeyPassword() error {
 	}
 	return nil
 }
+
+// KMS is the key manager for CA keys: the --kms URI for keys to create (may
+// be empty) and the PIN of the environment, for loading keys kms.json names.
+func (c *Config) KMS() *ca.KMS { return &ca.KMS{URI: c.KMSURI, PIN: c.envKMSPIN} }
 
 // DatabasePath is the SQLite file used when no database URL is set.
 func (c *Config) DatabasePath() string { return filepath.Join(c.DataDir, "fleetpki.db") }

@@ -29,6 +29,10 @@ type Env struct {
 type Options struct {
 	Clock     pki.Clock // nil: the system clock
 	PublicURL string    // default http://127.0.0.1:8080
+	// KMS and OfflineRoot are ca.InitOptions': keys in a token, the root
+	// key elsewhere.
+	KMS         *ca.KMS
+	OfflineRoot string
 }
 
 // New makes an Env that lives until the test ends.
@@ -41,10 +45,11 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h, err := ca.Init(ctx, ca.InitOptions{DataDir: dir})
+	h, err := ca.Init(ctx, ca.InitOptions{DataDir: dir, KMS: opts.KMS, OfflineRoot: opts.OfflineRoot})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.Close() })
 	if opts.PublicURL == "" {
 		opts.PublicURL = "http://127.0.0.1:8080"
 	}
