@@ -459,3 +459,49 @@ func LoadIssuer(dataDir, chainFile string) (*x509.Certificate, error) {
 	}
 	return nil, fmt.Errorf("--ca-file %q holds no issuing CA certificate (pathlen 0, cRLSign)", chainFile)
 }
+
+// OfflineRoot is what `fleetpki root sign` works with on the offline
+// machine: the root, its key, and the issuing CAs it vouches for.
+type OfflineRoot struct {
+	Root    *x509.Certificate
+	Signer  crypto.Signer
+	Issuing []*x509.Certificate
+}
+
+// LoadOfflineRoot reads an offline root directory (InitOptions.OfflineRoot):
+// root.key (owner-only, decrypted with password) and chain.pem, whose
+// self-signed certificate must be the key's and whose other CA
+// certificates must be signed by it.
+func LoadOfflineRoot(ctx context.Context, dir string, password []byte) (*OfflineRoot, error) {
+	b, err := os.ReadFile(filepath.Join(dir, OfflineChain))
+	if err != nil {
+		return nil, fmt.Errorf("offline root: %w", err)
+	}
+	chain, err := parseChainPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("offline root: %s: %w", OfflineChain, err)
+	}
+	signer, err := readKeyFile(ctx, filepath.Join(dir, OfflineRootKey), password)
+	if err != nil {
+		return nil, fmt.Errorf("offline root: %w", err)
+	}
+	o := &OfflineRoot{Signer: signer}
+	for _, c := range chain {
+		if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			o.Root = c
+		}
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if o.Root == nil || !ok || !pub.Equal(o.Root.PublicKey) {
+		return nil, pki.Errorf(pki.Invalid, "offline root: %s holds no root certificate for the key in %s", OfflineChain, OfflineRootKey)
+	}
+	for _, c := range chain {
+		if c != o.Root && c.IsCA && c.CheckSignatureFrom(o.Root) == nil {
+			o.Issuing = append(o.Issuing, c)
+		}
+	}
+	if len(o.Issuing) == 0 {
+		return nil, pki.Errorf(pki.Invalid, "offline root: %s holds no issuing CA signed by the root", OfflineChain)
+	}
+	return o, nil
+}

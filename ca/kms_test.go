@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,3 +204,34 @@ func TestImportKeyIntoToken(t *testing.T) {
 		t.Fatal("a chain whose first certificate is not the key's was imported")
 	}
 }
+
+// BenchmarkIssueKeys: ca.Issue with the issuing key in a file and in
+// SoftHSM2, in parallel on every core: the cost of the PKCS#11 path
+// without HTTP and the database's commit (the store is SQLite).
+func BenchmarkIssueKeys(b *testing.B) {
+	for _, keys := range []string{"file", "softhsm"} {
+		b.Run("keys="+keys, func(b *testing.B) {
+			opts := testenv.Options{}
+			if keys == "softhsm" {
+				opts.KMS = &ca.KMS{URI: testenv.SoftHSM(b).URI}
+			}
+			env := testenv.New(b, opts)
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+			b.ResetTimer()
+			var n atomicCounter
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := env.CA.Issue(b.Context(), ca.IssueRequest{DeviceID: "d-" + n.next(), CSR: csr}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+type atomicCounter struct{ n atomic.Int64 }
+
+func (c *atomicCounter) next() string { return strconv.FormatInt(c.n.Add(1), 10) }

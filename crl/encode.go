@@ -174,3 +174,29 @@ func encodeCRL(issuer *x509.Certificate, signer crypto.Signer, number, deltaBase
 	})
 	return out.Bytes()
 }
+
+// RootEntry is an issuing CA the root revoked.
+type RootEntry struct {
+	Serial pki.Serial
+	At     time.Time
+	Reason pki.RevocationReason
+}
+
+// SignRootCRL signs the root's CRL (CA certificates only, no distribution
+// point named), as `fleetpki root sign` makes it ahead on the offline
+// machine and serve does when it holds the root key.
+func SignRootCRL(root *x509.Certificate, signer crypto.Signer, number int64, thisUpdate, nextUpdate time.Time, revoked []RootEntry) ([]byte, error) {
+	idp, err := issuingDistributionPoint("", true)
+	if err != nil {
+		return nil, err
+	}
+	i := 0
+	return encodeCRL(root, signer, number, 0, thisUpdate, nextUpdate, idp, func() (entry, bool, error) {
+		if i == len(revoked) {
+			return entry{}, false, nil
+		}
+		e := revoked[i]
+		i++
+		return entry{serial: e.Serial, at: e.At, reason: e.Reason}, true, nil
+	})
+}

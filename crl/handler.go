@@ -34,23 +34,30 @@ func (u *Updater) handler(latest func(context.Context) (pki.CRL, error), asPEM b
 			http.Error(w, "no current CRL; retry shortly", http.StatusServiceUnavailable)
 			return
 		}
-		body, ctype := c.DER, "application/pkix-crl"
-		if asPEM {
-			body, ctype = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.DER}), "application/x-pem-file"
-		}
-		sum := sha256.Sum256(body)
-		etag := `"` + hex.EncodeToString(sum[:16]) + `"`
-		h := w.Header()
-		h.Set("Content-Type", ctype)
-		h.Set("ETag", etag)
-		h.Set("Last-Modified", c.ThisUpdate.UTC().Format(http.TimeFormat))
-		h.Set("Expires", c.NextUpdate.UTC().Format(http.TimeFormat))
-		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge)+", no-transform")
-		if m := r.Header.Get("If-None-Match"); m != "" && strings.Contains(m, etag) {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		h.Set("Content-Length", strconv.Itoa(len(body)))
-		_, _ = w.Write(body)
+		Serve(w, r, c, asPEM)
 	})
+}
+
+// Serve writes a CRL with the caching headers of RFC 5019's spirit: an
+// ETag, Last-Modified (thisUpdate), Expires (nextUpdate) and a short
+// max-age, answering 304 to a matching If-None-Match.
+func Serve(w http.ResponseWriter, r *http.Request, c pki.CRL, asPEM bool) {
+	body, ctype := c.DER, "application/pkix-crl"
+	if asPEM {
+		body, ctype = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.DER}), "application/x-pem-file"
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("ETag", etag)
+	h.Set("Last-Modified", c.ThisUpdate.UTC().Format(http.TimeFormat))
+	h.Set("Expires", c.NextUpdate.UTC().Format(http.TimeFormat))
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge)+", no-transform")
+	if m := r.Header.Get("If-None-Match"); m != "" && strings.Contains(m, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
 }

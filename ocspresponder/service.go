@@ -34,6 +34,9 @@ type ServiceConfig struct {
 	// OCSPSigning, id-pkix-ocsp-nocheck) for validity.
 	Certify func(ctx context.Context, pub crypto.PublicKey, validity time.Duration) (*x509.Certificate, error)
 	Store   PresignStore
+	// Also answers what the issuing CA's responder is not authorized for:
+	// the root's answers about its issuing CAs (a Static). May be nil.
+	Also Source
 	// Registerer receives the responder's metrics (may be nil).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -89,6 +92,9 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	filtered, err := NewFilterSource(cfg.Issuer, s.Cache)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Also != nil {
+		filtered = Chain(filtered, cfg.Also)
 	}
 	s.Handler = NewResponder(filtered, cfg.Logger, cfg.Registerer)
 	return s, nil

@@ -74,6 +74,7 @@ type StatusReader interface {
 // filterSource answers unauthorized for requests whose issuer is not ours,
 // before the wrapped source (and so the store) is touched.
 type filterSource struct {
+	issuer    *x509.Certificate
 	next      Source
 	nameHash  map[crypto.Hash][]byte
 	keyHashes map[crypto.Hash][]byte
@@ -88,7 +89,7 @@ func NewFilterSource(issuer *x509.Certificate, next Source) (Source, error) {
 	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
 		return nil, fmt.Errorf("issuer public key: %w", err)
 	}
-	f := &filterSource{next: next, nameHash: map[crypto.Hash][]byte{}, keyHashes: map[crypto.Hash][]byte{}}
+	f := &filterSource{issuer: issuer, next: next, nameHash: map[crypto.Hash][]byte{}, keyHashes: map[crypto.Hash][]byte{}}
 	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512} {
 		n := h.New()
 		n.Write(issuer.RawSubject)

@@ -43,6 +43,9 @@ type Config struct {
 	OCSP http.Handler
 	// CRLs serves GET /crl, /crl.pem, /crl/delta and /crl/root; nil leaves them out.
 	CRLs *crl.Publisher
+	// RootCRL, when set, serves /crl/root instead of CRLs.Root: the bundle
+	// an offline root signed.
+	RootCRL http.Handler
 	// NotReady says what /readyz answers when Ready fails (default "the
 	// database does not answer").
 	NotReady string
@@ -94,7 +97,9 @@ func New(cfg Config) http.Handler {
 		r.Method(http.MethodGet, "/crl", cfg.CRLs.Issuing.Handler(false))
 		r.Method(http.MethodGet, "/crl.pem", cfg.CRLs.Issuing.Handler(true))
 		r.Method(http.MethodGet, "/crl/delta", cfg.CRLs.Issuing.DeltaHandler())
-		if cfg.CRLs.Root != nil {
+		if cfg.RootCRL != nil {
+			r.Method(http.MethodGet, "/crl/root", cfg.RootCRL)
+		} else if cfg.CRLs.Root != nil {
 			r.Method(http.MethodGet, "/crl/root", cfg.CRLs.Root.Handler(false))
 		}
 	}

@@ -113,6 +113,9 @@ type Health struct {
 	CRLThisUpdate time.Time
 	CRLNextUpdate time.Time
 	OCSPSignerEnd time.Time
+	// Warnings are for operators' eyes, e.g. root-signed artefacts that
+	// will soon expire.
+	Warnings []string
 }
 
 // Config wires the UI to the domain.

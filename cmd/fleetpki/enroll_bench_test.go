@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetpki/fleetpki/internal/testenv"
 	"github.com/fleetpki/fleetpki/store/postgres/pgtest"
 )
 
@@ -128,4 +129,25 @@ func runEnrollLoad(b *testing.B, srv *server, secret string, clients int) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "enroll/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+}
+
+// BenchmarkEnrollHSM is enrollment with the issuing key in SoftHSM2 beside
+// file keys, in the same run: 64 clients on Postgres. SoftHSM signs in
+// software, so the ratio is the cost of the PKCS#11 path (sessions, the
+// library's locking, copies), not of a hardware HSM.
+//
+//	make bench BENCH=EnrollHSM COUNT=3
+func BenchmarkEnrollHSM(b *testing.B) {
+	for _, keys := range []string{"file", "softhsm"} {
+		b.Run("keys="+keys+"/postgres/clients=64", func(b *testing.B) {
+			data := filepath.Join(b.TempDir(), "data")
+			db := []string{"--database-url", pgtest.NewDatabase(b)}
+			if keys == "softhsm" {
+				mustRun(b, "", append([]string{"init", "--data-dir", data, "--kms", testenv.SoftHSM(b).URI}, db...)...)
+			}
+			srv := startServe(b, append([]string{"--data-dir", data, "--http-addr", "127.0.0.1:0", "--enroll-rate", "0"}, db...)...)
+			secret := mustRun(b, "", append([]string{"credential", "create", "--data-dir", data, "--name", "bench"}, db...)...).lastLine()
+			runEnrollLoad(b, srv, secret, 64)
+		})
+	}
 }

@@ -114,6 +114,14 @@ func TestHSMEndToEnd(t *testing.T) {
 	testenv.LintCert(t, "OCSP responder", resp.Certificate)
 	blk, _ := pem.Decode(mustRead(t, crlFile))
 	testenv.LintCRL(t, "CRL", blk.Bytes)
+	testenv.LintCACRL(t, "root CRL", []byte(get(t, srv.url("/crl/root"), 200, "application/pkix-crl", "")))
+	// The root's answer about the issuing CA, signed in the token.
+	rootAnswer := filepath.Join(dir, "root-answer.der")
+	if out, err := exec.Command("openssl", "ocsp", "-issuer", root, "-cert", issuer, "-url", srv.url("/ocsp"), "-CAfile", root, "-no_nonce",
+		"-respout", rootAnswer).CombinedOutput(); err != nil || !strings.Contains(string(out), ": good") {
+		t.Fatalf("OCSP about the issuing CA: %v %s", err, out)
+	}
+	testenv.LintOCSP(t, "the root's answer", mustRead(t, rootAnswer), chainCerts[1])
 
 	if found := testenv.FindPrivateKeys(t, data); len(found) != 0 {
 		t.Fatalf("private keys in the data directory or its database: %v", found)

@@ -51,6 +51,7 @@ func commands() []command {
 		{"serve", "run the CA's HTTP endpoints (creates the CA and the admin user on first start)", (*cli).serve},
 		{"init", "create or import the CA hierarchy without serving", (*cli).initCA},
 		{"migrate", "apply pending database migrations", (*cli).migrate},
+		{"root sign", "on the offline machine: sign the root's CRL and OCSP answers about the issuing CA ahead, for serve to publish", (*cli).rootSign},
 		{"user create", "create an administrator (prints a generated password)", (*cli).userCreate},
 		{"user token", "create an admin API token for a user (prints it once)", (*cli).userToken},
 		{"user disable", "disable a user (sessions and API tokens stop)", userSetDisabled(true)},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/fleetpki/fleetpki/ocspresponder"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/public"
+	"github.com/fleetpki/fleetpki/rootsign"
 	"github.com/fleetpki/fleetpki/web"
 )
 
@@ -100,9 +102,31 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 
 	// OCSP: a responder certificate renewed in memory, a caching signer,
 	// and the presigner that keeps a response stored for every certificate.
+	// The root's answers about the issuing CA come from the same /ocsp:
+	// signed here daily when serve holds the root key, else from the
+	// bundle the offline root signed (fleetpki root sign).
 	h := e.h
+	root, err := rootSigner(ctx, cfg, h, log)
+	if err != nil {
+		return err
+	}
+	rootAnswers, err := ocspresponder.NewStatic(h.Root(), nil)
+	if err != nil {
+		return err
+	}
+	rootAnswers.Expect(h.Intermediate())
+	rootCfg := rootsign.Config{Root: h.Root(), Issuing: []*x509.Certificate{h.Intermediate()}, Signer: root,
+		Publish: rootAnswers.Set, Registerer: reg, Logger: log}
+	if root == nil {
+		rootCfg.File = cfg.RootSignedPath()
+	}
+	rootPub, err := rootsign.New(ctx, rootCfg)
+	if err != nil {
+		return err
+	}
+	add("root-signed", rootPub.Run)
 	ocsp, err := ocspresponder.NewService(ctx, ocspresponder.ServiceConfig{Issuer: h.Intermediate(), Certify: e.ca.IssueOCSPResponderCert,
-		Store: e.st, Registerer: reg, Logger: log})
+		Store: e.st, Also: rootAnswers, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -111,10 +135,6 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	add("ocsp", func(ctx context.Context) error { return ocsp.Run(ctx, cacheEvents, presignEvents) })
 
 	// CRLs: one generator per issuer among replicas.
-	root, err := rootSigner(ctx, cfg, h, log)
-	if err != nil {
-		return err
-	}
 	crls, err := crl.NewPublisher(ctx, crl.PublisherConfig{Issuer: h.Intermediate(), Signer: h.Signer(), Root: h.Root(), RootSigner: root,
 		URL: strings.TrimRight(cfg.PublicURL, "/") + "/crl", Store: e.st, Logger: log,
 		Elector: func(name string) func(context.Context) (bool, error) { return e.st.Elector(name).IsLeader }})
@@ -153,7 +173,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	add("http", (&listen.Server{Name: "http", Listener: httpLn, HTTP: newHTTPServer(public.New(public.Config{
 		ChainPEM: h.ChainPEM(), Root: h.Root(), Intermediate: h.Intermediate(), Registry: reg, Logger: log,
-		OCSP: ocsp.Handler, CRLs: crls, Ready: ready}), log)}).Run)
+		OCSP: ocsp.Handler, CRLs: crls, RootCRL: offlineRootCRL(root, rootPub), Ready: ready}), log)}).Run)
 
 	// The HTTPS listener: REST API, EST and the admin UI.
 	getCert, err := serverCert(ctx, cfg.TLSCert, cfg.TLSKey, e.ca, cfg.TLSNamesFor(cfg.HTTPSAddr), "https", add, log)
@@ -166,8 +186,12 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return web.Health{}, err
 		}
-		return web.Health{CRLNumber: l.Number, CRLThisUpdate: l.ThisUpdate, CRLNextUpdate: l.NextUpdate,
-			OCSPSignerEnd: ocsp.Cache.Signer().Responder.NotAfter}, nil
+		hl := web.Health{CRLNumber: l.Number, CRLThisUpdate: l.ThisUpdate, CRLNextUpdate: l.NextUpdate,
+			OCSPSignerEnd: ocsp.Cache.Signer().Responder.NotAfter}
+		if w := rootPub.Warning(); w != "" {
+			hl.Warnings = append(hl.Warnings, w)
+		}
+		return hl, nil
 	}, log)
 	if err != nil {
 		return err
@@ -258,12 +282,22 @@ func rootSigner(ctx context.Context, cfg *config.Config, h *ca.Hierarchy, log *s
 	s, err := h.RootSigner(ctx, cfg.DataDir, cfg.KeyPassword)
 	switch {
 	case errors.Is(err, pki.NotFound):
-		log.InfoContext(ctx, "no root key in the data directory: the root's CRL is published by whoever holds it")
+		log.InfoContext(ctx, "no root key here (an offline root): the root's CRL and OCSP answers come from the bundle 'fleetpki root sign' makes",
+			"file", cfg.RootSignedPath())
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("root CRL: %w", err)
 	}
 	return s, nil
+}
+
+// offlineRootCRL is the handler of /crl/root for an offline root (the
+// bundle's CRL); nil when serve signs the root's CRL itself.
+func offlineRootCRL(root crypto.Signer, p *rootsign.Publisher) http.Handler {
+	if root != nil {
+		return nil
+	}
+	return p.CRLHandler()
 }
 
 // pool is a certificate pool of certs.

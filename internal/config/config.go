@@ -163,6 +163,7 @@ var commandGroups = map[string][]group{
 	"broker":             {groupLog, groupMQTT, groupTLS, groupCAFile, groupRemote},
 	"crl export":         {groupStore, groupLog, groupCAFile},
 	"ocsp":               {groupStore, groupLog, groupHTTP, groupCAFile},
+	"root sign":          {groupLog},
 	"version":            {},
 }
 
@@ -430,6 +431,10 @@ func (c *Config) readKeyPassword() error {
 	}
 	return nil
 }
+
+// RootSignedPath is where serve reads the bundle an offline root signed
+// (its CRL, OCSP answers about the issuing CA).
+func (c *Config) RootSignedPath() string { return filepath.Join(c.DataDir, "root-signed.pem") }
 
 // KMS is the key manager for CA keys: the --kms URI for keys to create (may
 // be empty) and the PIN of the environment, for loading keys kms.json names.

@@ -10,6 +10,7 @@ import (
 	zx509 "github.com/zmap/zcrypto/x509"
 	"github.com/zmap/zlint/v3"
 	"github.com/zmap/zlint/v3/lint"
+	"golang.org/x/crypto/ocsp"
 )
 
 // lintRegistry runs every lint except sources whose rules cannot apply to
@@ -57,12 +58,33 @@ func LintCert(t testing.TB, what string, c *x509.Certificate, accepted ...string
 // in accepted, and when no CRL lint applied at all.
 func LintCRL(t testing.TB, what string, der []byte, accepted ...string) {
 	t.Helper()
+	lintCRL(t, what, der, lint.GlobalRegistry(), accepted)
+}
+
+// LintCACRL is LintCRL for a CRL of CA certificates (the root's), which
+// zlint must be told about: the BRs allow it 12 months, not 10 days.
+func LintCACRL(t testing.TB, what string, der []byte, accepted ...string) {
+	t.Helper()
+	cfg, err := lint.NewConfigFromString("[e_crl_next_update_invalid]\nSubscriberCRL = false\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := lint.GlobalRegistry().Filter(lint.FilterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.SetConfiguration(cfg)
+	lintCRL(t, what, der, reg, accepted)
+}
+
+func lintCRL(t testing.TB, what string, der []byte, reg lint.Registry, accepted []string) {
+	t.Helper()
 	zc, err := zx509.ParseRevocationList(der)
 	if err != nil {
 		t.Fatalf("%s: zcrypto cannot parse the CRL: %v", what, err)
 	}
 	ran := 0
-	for name, r := range zlint.LintRevocationList(zc).Results {
+	for name, r := range zlint.LintRevocationListEx(zc, reg).Results {
 		if r.Status == lint.NA || r.Status == lint.NE {
 			continue
 		}
@@ -73,5 +95,20 @@ func LintCRL(t testing.TB, what string, der []byte, accepted ...string) {
 	}
 	if ran == 0 {
 		t.Fatalf("%s: no zlint CRL lint applied", what)
+	}
+}
+
+// LintOCSP fails t on zlint's OCSP response findings of notice level or
+// worse; issuer verifies the response.
+func LintOCSP(t testing.TB, what string, der []byte, issuer *x509.Certificate) {
+	t.Helper()
+	r, err := ocsp.ParseResponse(der, issuer)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	for name, res := range zlint.LintOcspResponse(r).Results {
+		if res.Status >= lint.Notice {
+			t.Errorf("%s: zlint %s: %s %s", what, name, res.Status, res.Details)
+		}
 	}
 }
