@@ -505,3 +505,19 @@ func LoadOfflineRoot(ctx context.Context, dir string, password []byte) (*Offline
 	}
 	return o, nil
 }
+
+// LoadTrust reads a chain file (--ca-file) for a process that verifies
+// device certificates: a pool of every certificate in it and the issuing CA.
+func LoadTrust(chainFile string) (*x509.CertPool, *x509.Certificate, error) {
+	issuer, err := LoadIssuer("", chainFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := os.ReadFile(chainFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	return pool, issuer, nil
+}

@@ -20,7 +20,7 @@ import (
 func BenchmarkHandlerCached(b *testing.B) {
 	p := newTestPKI(b)
 	st := &fakeStatus{certs: map[pki.Serial]pki.CertRecord{}}
-	cache, err := NewCacheSource(CacheConfig{Signer: &Signer{Issuer: p.issuer, Responder: p.responder, Key: p.respKey}, Status: st})
+	cache, err := NewCacheSource(CacheConfig{Signer: &Signer{Issuer: p.issuer, Responder: p.responder, Key: p.respKey}, Lookups: st})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -78,7 +78,8 @@ func TestNonceAnswerAfterRotation(t *testing.T) {
 		ThisUpdate: this, NextUpdate: this.Add(24 * time.Hour)}})
 	// The restarted (or rotated) responder: a new certificate and key.
 	rotated := f.pki.newResponder(t)
-	cache, err := NewCacheSource(CacheConfig{Signer: rotated, Status: f.status, Responses: store})
+	f.status.responses = store
+	cache, err := NewCacheSource(CacheConfig{Signer: rotated, Lookups: f.status, Responses: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestNonceBounds(t *testing.T) {
 // answer is "unauthorized", unsigned.
 func TestUnknownSerialsAreNotCached(t *testing.T) {
 	f := newFixture(t)
-	cache, err := NewCacheSource(CacheConfig{Signer: f.cache.Signer(), Status: f.status, UnknownRate: 1, UnknownBurst: 5})
+	cache, err := NewCacheSource(CacheConfig{Signer: f.cache.Signer(), Lookups: f.status, UnknownRate: 1, UnknownBurst: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,10 +201,7 @@ func TestUnknownSerialsAreNotCached(t *testing.T) {
 	if unknown > 6 || unauthorized < 44 {
 		t.Errorf("50 unknown serials: %d signed, %d unauthorized; want at most the burst signed", unknown, unauthorized)
 	}
-	cache.mu.RLock()
-	n := len(cache.entries)
-	cache.mu.RUnlock()
-	if n != 0 {
+	if n := cache.Stats().Entries; n != 0 {
 		t.Errorf("%d answers about unknown serials were cached", n)
 	}
 }

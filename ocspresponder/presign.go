@@ -22,6 +22,7 @@ type ResponseStore interface {
 type PresignStore interface {
 	ResponseStore
 	StatusReader
+	Lookups
 	OCSPStale(ctx context.Context, issuerKeyID, hash string, signedBefore, notAfterAfter time.Time, afterSeq int64, limit int) ([]pki.CertRecord, int64, error)
 }
 

@@ -156,7 +156,7 @@ func TestStoredSource(t *testing.T) {
 	e := newPresignEnv(t)
 	ctx := t.Context()
 	a := e.issue(t, "dev-a")
-	src, err := NewStoredSource(StoredConfig{Responses: e.st, Status: e.st, Clock: e.clock})
+	src, err := NewStoredSource(StoredConfig{Lookups: e.st, Clock: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestNonceBudget(t *testing.T) {
 	st := &fakeStatus{certs: map[pki.Serial]pki.CertRecord{}}
 	leaf := p.leaf(t, 77)
 	st.set(pki.NewSerial(leaf.SerialNumber), pki.CertRecord{Serial: pki.NewSerial(leaf.SerialNumber), Status: pki.CertValid})
-	cache, err := NewCacheSource(CacheConfig{Signer: &Signer{Issuer: p.issuer, Responder: p.responder, Key: p.respKey}, Status: st,
+	cache, err := NewCacheSource(CacheConfig{Signer: &Signer{Issuer: p.issuer, Responder: p.responder, Key: p.respKey}, Lookups: st,
 		NonceRate: 0.001, NonceBurst: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/maypok86/otter/v2"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/ocsp"
 )
@@ -35,32 +37,33 @@ type Responder struct {
 // parsedRequests remembers parsed requests by their DER: brokers and
 // devices send the same few bytes again and again (no nonce, RFC 5019), and
 // parsing them is a third of a cached answer's cost. Requests with a nonce
-// are never kept (each is new). The map starts afresh when full, which
-// bounds it against a flood of distinct requests.
+// are never kept (each is new). The cache is bounded in bytes and evicts
+// the least used, since its keys are whatever clients send.
 type parsedRequests struct {
-	mu sync.RWMutex
-	m  map[string]*Request
+	once sync.Once
+	c    *otter.Cache[string, *Request]
 }
 
-const maxParsedRequests = 1 << 16
+// parsedRequestBytes bounds the parsed-request cache; parsedOverhead is
+// what an entry costs besides its key (the parsed request, otter's node).
+const (
+	parsedRequestBytes = 16 << 20
+	parsedOverhead     = 480
+)
 
 func (p *parsedRequests) parse(der []byte) (*Request, error) {
-	p.mu.RLock()
-	req, ok := p.m[string(der)]
-	p.mu.RUnlock()
-	if ok {
+	p.once.Do(func() {
+		p.c = otter.Must(&otter.Options[string, *Request]{MaximumWeight: parsedRequestBytes,
+			Weigher: func(k string, _ *Request) uint32 { return uint32(len(k)) + parsedOverhead }})
+	})
+	if req, ok := p.c.GetIfPresent(string(der)); ok {
 		return req, nil
 	}
 	req, err := ParseRequest(der)
 	if err != nil || req.Nonce != nil {
 		return req, err
 	}
-	p.mu.Lock()
-	if p.m == nil || len(p.m) >= maxParsedRequests {
-		p.m = make(map[string]*Request)
-	}
-	p.m[string(der)] = req
-	p.mu.Unlock()
+	p.c.Set(string(der), req)
 	return req, nil
 }
 

@@ -85,11 +85,34 @@ func (p *testPKI) writePEM(t testing.TB, name string, c *x509.Certificate) strin
 	return path
 }
 
-// fakeStatus is a logic-only StatusReader.
+// fakeStatus is a logic-only status store: certificates and, when
+// responses is set, their stored responses.
 type fakeStatus struct {
-	mu    sync.Mutex
-	certs map[pki.Serial]pki.CertRecord
-	err   error
+	mu        sync.Mutex
+	certs     map[pki.Serial]pki.CertRecord
+	responses *memResponses
+	err       error
+}
+
+func (f *fakeStatus) LookupOCSP(_ context.Context, hash string, serials []pki.Serial) (map[pki.Serial]pki.OCSPLookup, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := map[pki.Serial]pki.OCSPLookup{}
+	for _, s := range serials {
+		c, ok := f.certs[s]
+		if !ok {
+			continue
+		}
+		l := pki.OCSPLookup{Status: c.Status, RevokedAt: c.RevokedAt, Reason: c.Reason}
+		if f.responses != nil {
+			l.Response = f.responses.m[string(s)+hash]
+		}
+		out[s] = l
+	}
+	return out, nil
 }
 
 func (f *fakeStatus) GetCertificate(_ context.Context, s pki.Serial) (pki.CertRecord, error) {
@@ -121,7 +144,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	p := newTestPKI(t)
 	st := &fakeStatus{certs: map[pki.Serial]pki.CertRecord{}}
-	cache, err := NewCacheSource(CacheConfig{Signer: &Signer{Issuer: p.issuer, Responder: p.responder, Key: p.respKey}, Status: st})
+	cache, err := NewCacheSource(CacheConfig{Signer: &Signer{Issuer: p.issuer, Responder: p.responder, Key: p.respKey}, Lookups: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,8 @@ type ServiceConfig struct {
 	// OCSPSigning, id-pkix-ocsp-nocheck) for validity.
 	Certify func(ctx context.Context, pub crypto.PublicKey, validity time.Duration) (*x509.Certificate, error)
 	Store   PresignStore
+	// CacheBytes bounds the answer cache (default DefaultCacheBytes).
+	CacheBytes uint64
 	// Also answers what the issuing CA's responder is not authorized for:
 	// the root's answers about its issuing CAs (a Static). May be nil.
 	Also Source
@@ -82,7 +84,11 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Cache, err = NewCacheSource(CacheConfig{Signer: s.responder.Current(), Status: cfg.Store, Responses: cfg.Store}); err != nil {
+	if s.Cache, err = NewCacheSource(CacheConfig{Signer: s.responder.Current(), Lookups: cfg.Store, Responses: cfg.Store,
+		CacheBytes: cfg.CacheBytes}); err != nil {
+		return nil, err
+	}
+	if err := RegisterCache(cfg.Registerer, s.Cache); err != nil {
 		return nil, err
 	}
 	keyID := fmt.Sprintf("%x", cfg.Issuer.SubjectKeyId)

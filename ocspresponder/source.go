@@ -10,9 +10,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,14 +108,22 @@ func (f *filterSource) Response(ctx context.Context, req *Request) (*Response, e
 	return f.next.Response(ctx, req)
 }
 
-// CacheConfig configures the signing, caching source.
+// CacheConfig configures the caching source.
 type CacheConfig struct {
+	// Signer signs answers the store has no fresh response for. Nil makes
+	// a keyless responder (`fleetpki ocsp`): it answers only from stored
+	// responses, tryLater when there is none that states the certificate's
+	// status, unauthorized for serials never issued, and echoes no nonce.
 	Signer *Signer
-	Status StatusReader
+	// Lookups reads the certificates' status and stored responses.
+	Lookups Lookups
 	// Validity is a response's life (nextUpdate - thisUpdate); responses are
-	// re-signed once half of it has passed.
+	// read or signed again once half of it has passed.
 	Validity time.Duration
-	Clock    pki.Clock
+	// CacheBytes bounds the cached answers: their DER and their bookkeeping
+	// (default DefaultCacheBytes). Past it, the least used are evicted.
+	CacheBytes uint64
+	Clock      pki.Clock
 	// NonceRate and NonceBurst bound the responses signed for one request
 	// (those echoing a nonce) per second: each costs a signature, so a flood
 	// of nonce requests could otherwise take the CPU from everyone. Past the
@@ -129,33 +137,29 @@ type CacheConfig struct {
 	// limit the answer is "unauthorized" (unsigned). Default 200/s, burst 400.
 	UnknownRate  float64
 	UnknownBurst int
-	// Responses, when set, holds pre-signed responses (see Presigner): a
-	// miss in memory takes the stored one if it is fresh and states the
-	// certificate's current status, and a response signed on a miss is stored.
-	Responses ResponseStore
+	// Responses, when set, stores what is signed on a miss, for the other
+	// processes and the next start (the Presigner keeps them all fresh).
+	Responses ResponseSaver
 }
 
-// CacheSource signs responses from the stored status and keeps them until
-// half their validity has passed, so the hot path is a map lookup; a
-// revocation drops the certificate's entry at once (Revoked).
+// ResponseSaver stores signed responses.
+type ResponseSaver interface {
+	SaveOCSPResponses(ctx context.Context, rs []pki.OCSPResponse) error
+}
+
+// CacheSource answers from a byte-bounded cache of signed answers; a miss
+// reads the certificate's status and stored response (one indexed read,
+// batched with the misses that arrive together), and signs only when the
+// store has no fresh response stating the current status. A revocation
+// drops the certificate's answers at once (Revoked).
 type CacheSource struct {
 	cfg      CacheConfig
 	signer   atomic.Pointer[Signer]
 	nonces   *rate.Limiter
 	unknowns *rate.Limiter
-
-	mu      sync.RWMutex
-	entries map[cacheKey]*Response
+	answers  *answerCache
+	batch    *batcher
 }
-
-type cacheKey struct {
-	serial pki.Serial
-	hash   crypto.Hash
-}
-
-// maxEntries bounds the cache; past it, the cache starts afresh (a rare,
-// cheap event: entries are re-signed on demand).
-const maxEntries = 1 << 20
 
 // NewCacheSource checks cfg and returns the source.
 func NewCacheSource(cfg CacheConfig) (*CacheSource, error) {
@@ -165,11 +169,13 @@ func NewCacheSource(cfg CacheConfig) (*CacheSource, error) {
 	if cfg.Validity <= 0 {
 		cfg.Validity = 24 * time.Hour
 	}
-	if cfg.Status == nil {
-		return nil, errors.New("ocsp: a status reader is required")
+	if cfg.Lookups == nil {
+		return nil, errors.New("ocsp: a status reader (Lookups) is required")
 	}
-	if err := cfg.Signer.Validate(cfg.Clock.Now()); err != nil {
-		return nil, err
+	if cfg.Signer != nil {
+		if err := cfg.Signer.Validate(cfg.Clock.Now()); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.NonceRate <= 0 {
 		cfg.NonceRate = 2000
@@ -183,8 +189,12 @@ func NewCacheSource(cfg CacheConfig) (*CacheSource, error) {
 	if cfg.UnknownBurst <= 0 {
 		cfg.UnknownBurst = 2 * int(cfg.UnknownRate)
 	}
-	c := &CacheSource{cfg: cfg, entries: map[cacheKey]*Response{}, nonces: rate.NewLimiter(rate.Limit(cfg.NonceRate), cfg.NonceBurst),
-		unknowns: rate.NewLimiter(rate.Limit(cfg.UnknownRate), cfg.UnknownBurst)}
+	answers, err := newAnswerCache(cfg.CacheBytes)
+	if err != nil {
+		return nil, err
+	}
+	c := &CacheSource{cfg: cfg, answers: answers, batch: &batcher{lookups: cfg.Lookups},
+		nonces: rate.NewLimiter(rate.Limit(cfg.NonceRate), cfg.NonceBurst), unknowns: rate.NewLimiter(rate.Limit(cfg.UnknownRate), cfg.UnknownBurst)}
 	c.signer.Store(cfg.Signer)
 	return c, nil
 }
@@ -200,15 +210,20 @@ func (c *CacheSource) SetSigner(s *Signer) error {
 }
 
 // Ready fails while the signer cannot sign (its certificate expired).
-func (c *CacheSource) Ready() error { return c.signer.Load().Validate(c.cfg.Clock.Now()) }
+func (c *CacheSource) Ready() error {
+	if s := c.signer.Load(); s != nil {
+		return s.Validate(c.cfg.Clock.Now())
+	}
+	return nil
+}
 
-// Response returns the cached response while it is fresh, else signs one.
-// A request with a nonce gets the same answer signed anew with its nonce
-// echoed (RFC 6960 §4.4.1); nonce answers are not cached.
+// Response returns the cached response while it is fresh, else reads or
+// signs one. A request with a nonce gets the same answer signed anew with
+// its nonce echoed (RFC 6960 §4.4.1); nonce answers are not cached.
 func (c *CacheSource) Response(ctx context.Context, req *Request) (*Response, error) {
 	r, err := c.response(ctx, req)
-	if err != nil || req.Nonce == nil || !validNonce(req.Nonce) {
-		return r, err // no nonce, or one outside RFC 8954's 1–32 octets: the cacheable answer
+	if err != nil || req.Nonce == nil || !validNonce(req.Nonce) || c.signer.Load() == nil {
+		return r, err // no nonce, one outside RFC 8954's 1–32 octets, or no key: the cacheable answer
 	}
 	if !c.nonces.Allow() {
 		return r, nil // over the signing budget: the cached answer, no nonce
@@ -223,66 +238,82 @@ func (c *CacheSource) Response(ctx context.Context, req *Request) (*Response, er
 }
 
 func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, error) {
-	serial := pki.NewSerial(req.SerialNumber)
-	key := cacheKey{serial, req.HashAlgorithm}
 	now := c.cfg.Clock.Now()
-	c.mu.RLock()
-	r := c.entries[key]
-	c.mu.RUnlock()
-	if r != nil && now.Before(r.ThisUpdate.Add(c.cfg.Validity/2)) {
-		return r, nil
+	key, ok := keyOf(req.SerialNumber, req.HashAlgorithm)
+	if !ok {
+		return c.unknown(Status{Serial: req.SerialNumber}, req.HashAlgorithm, now)
 	}
-	rec, err := c.cfg.Status.GetCertificate(ctx, serial)
-	st := Status{Serial: req.SerialNumber}
-	answer := "unknown"
-	switch {
-	case errors.Is(err, pki.NotFound):
-		// Unknown: never issued by this CA.
-	case err != nil:
+	half := int64(c.cfg.Validity / 2 / time.Second)
+	if a, ok := c.answers.get(key); ok && now.Unix() < a.this()+half && now.Unix() < a.next() {
+		return a.response("memory"), nil
+	}
+	since := c.answers.begin()
+	serial := pki.NewSerial(req.SerialNumber)
+	name, ok := hashName(req.HashAlgorithm)
+	if !ok {
+		name = "none" // no stored responses for this hash: the status alone
+	}
+	l, found, err := c.batch.get(ctx, name, serial)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
-	case rec.Status == pki.CertRevoked && rec.RevokedAt != nil:
-		st.Revoked, st.RevokedAt, st.Reason, answer = true, *rec.RevokedAt, rec.Reason, "revoked"
-	default:
-		st.Good, answer = true, "good"
 	}
-	if answer == "unknown" {
+	st := Status{Serial: req.SerialNumber}
+	if !found {
 		return c.unknown(st, req.HashAlgorithm, now)
 	}
-	r = c.stored(ctx, rec, req.HashAlgorithm, answer, now)
-	if r == nil {
+	kind := kindGood
+	if l.Status == pki.CertRevoked && l.RevokedAt != nil {
+		st.Revoked, st.RevokedAt, st.Reason, kind = true, *l.RevokedAt, l.Reason, kindRevoked
+	} else {
+		st.Good = true
+	}
+	var a answer
+	cache := "store"
+	sr := l.Response
+	signer := c.signer.Load()
+	usable := sr.DER != nil && sr.Status == l.Status && now.Before(sr.NextUpdate)
+	switch {
+	case usable && (signer == nil || now.Before(sr.ThisUpdate.Add(c.cfg.Validity/2))):
+		a = newAnswer(sr.DER, sr.ThisUpdate, sr.NextUpdate, kind)
+	case signer == nil:
+		if sr.DER == nil {
+			return nil, fmt.Errorf("%w: no pre-signed response for %s yet", ErrTryLater, serial)
+		}
+		if sr.Status != l.Status {
+			return nil, fmt.Errorf("%w: the pre-signed response of %s says %s, the certificate is %s", ErrTryLater, serial, sr.Status, l.Status)
+		}
+		return nil, fmt.Errorf("%w: the pre-signed response of %s expired at %s", ErrTryLater, serial, sr.NextUpdate)
+	default:
 		// thisUpdate a minute back tolerates clients whose clocks run behind.
 		this := now.Add(-time.Minute).Truncate(time.Second)
-		der, err := c.signer.Load().Sign(st, req.HashAlgorithm, this, this.Add(c.cfg.Validity))
+		der, err := signer.Sign(st, req.HashAlgorithm, this, this.Add(c.cfg.Validity))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 		}
-		r = &Response{DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity), Answer: answer, Cache: "signed"}
-		if name, ok := hashName(req.HashAlgorithm); ok && c.cfg.Responses != nil {
+		a, cache = newAnswer(der, this, this.Add(c.cfg.Validity), kind), "signed"
+		if hn, ok := hashName(req.HashAlgorithm); ok && c.cfg.Responses != nil {
 			// Best effort: the presigner's sweep covers a failure here.
-			_ = c.cfg.Responses.SaveOCSPResponses(ctx, []pki.OCSPResponse{{Serial: serial, Hash: name, Status: rec.Status,
-				DER: der, ThisUpdate: this, NextUpdate: r.NextUpdate}})
+			_ = c.cfg.Responses.SaveOCSPResponses(ctx, []pki.OCSPResponse{{Serial: serial, Hash: hn, Status: l.Status,
+				DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity)}})
 		}
 	}
-	r.headers()
-	c.mu.Lock()
-	if len(c.entries) >= maxEntries {
-		c.entries = map[cacheKey]*Response{}
-	}
-	m := *r // the cached copy says where later hits come from
-	m.Cache = "memory"
-	c.entries[key] = &m
-	c.mu.Unlock()
-	return r, nil
+	c.answers.put(key, a, since)
+	return a.response(cache), nil
 }
 
 // unknown signs an "unknown" answer for a serial this CA never issued,
 // within its budget, and keeps nothing: the serial is the asker's choice.
+// A keyless source answers unauthorized.
 func (c *CacheSource) unknown(st Status, h crypto.Hash, now time.Time) (*Response, error) {
+	signer := c.signer.Load()
+	if signer == nil {
+		return nil, fmt.Errorf("%w: unknown certificate %s", ErrUnauthorized, st.Serial.Text(16))
+	}
 	if !c.unknowns.Allow() {
 		return nil, fmt.Errorf("%w: over the budget for unknown serials", ErrUnauthorized)
 	}
 	this := now.Add(-time.Minute).Truncate(time.Second)
-	der, err := c.signer.Load().Sign(st, h, this, this.Add(c.cfg.Validity))
+	der, err := signer.Sign(st, h, this, this.Add(c.cfg.Validity))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 	}
@@ -291,31 +322,30 @@ func (c *CacheSource) unknown(st Status, h crypto.Hash, now time.Time) (*Respons
 	return r, nil
 }
 
-// stored returns the pre-signed response for rec, if there is one that is
-// fresh and states rec's current status.
-func (c *CacheSource) stored(ctx context.Context, rec pki.CertRecord, h crypto.Hash, answer string, now time.Time) *Response {
-	name, ok := hashName(h)
-	if c.cfg.Responses == nil || !ok || answer == "unknown" {
-		return nil
-	}
-	sr, err := c.cfg.Responses.GetOCSPResponse(ctx, rec.Serial, name)
-	if err != nil || sr.Status != rec.Status || !now.Before(sr.ThisUpdate.Add(c.cfg.Validity/2)) || !now.Before(sr.NextUpdate) {
-		return nil
-	}
-	return &Response{DER: sr.DER, ThisUpdate: sr.ThisUpdate, NextUpdate: sr.NextUpdate, Answer: answer, Cache: "store"}
-}
-
-// Signer returns the current signer.
+// Signer returns the current signer (nil for a keyless source).
 func (c *CacheSource) Signer() *Signer { return c.signer.Load() }
 
 // Revoked drops every cached response of the serial, so the next request
-// signs from the new status.
+// reads the new status.
 func (c *CacheSource) Revoked(serial pki.Serial) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512} {
-		delete(c.entries, cacheKey{serial, h})
+	n, ok := new(big.Int).SetString(string(serial), 16)
+	if !ok {
+		return
 	}
+	c.answers.revoke(n)
+}
+
+// CacheStats describes the answer cache, for metrics.
+type CacheStats struct {
+	Entries                int
+	Bytes, CapacityBytes   uint64
+	StoreReads, StoreBatch uint64
+}
+
+// Stats returns the cache's current figures.
+func (c *CacheSource) Stats() CacheStats {
+	return CacheStats{Entries: c.answers.size(), Bytes: c.answers.weight(), CapacityBytes: c.answers.capacity(),
+		StoreReads: c.batch.reads.Load(), StoreBatch: c.batch.batches.Load()}
 }
 
 // Run drops the entries of revoked certificates as events arrive, until ctx ends.

@@ -1,6 +1,9 @@
 package pki
 
-import "time"
+import (
+	"crypto/x509"
+	"time"
+)
 
 // CertStatus is a certificate's stored state. Expiry is not stored: it follows
 // from NotAfter and the clock (see CertRecord.StatusAt).
@@ -71,6 +74,16 @@ type RevokedCert struct {
 	Reason    RevocationReason
 }
 
+// OCSPLookup is what an OCSP answer about one certificate needs, read at
+// once: its status and revocation, and its stored response for the asked
+// CertID hash (Response.DER is nil when there is none).
+type OCSPLookup struct {
+	Status    CertStatus
+	RevokedAt *time.Time
+	Reason    RevocationReason
+	Response  OCSPResponse
+}
+
 // OCSPResponse is a pre-signed OCSP response for one certificate and one
 // CertID hash algorithm, as stored.
 type OCSPResponse struct {
@@ -82,4 +95,13 @@ type OCSPResponse struct {
 	DER        []byte
 	ThisUpdate time.Time
 	NextUpdate time.Time
+}
+
+// CertPool is a pool of certs.
+func CertPool(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetpki/fleetpki/crl"
+	"github.com/fleetpki/fleetpki/ocspresponder"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -34,14 +35,12 @@ const (
 )
 
 // Config configures a Publisher: Signer (the root key, when serve holds
-// it) or File (a bundle made offline).
+// it) or else File (a bundle made offline).
 type Config struct {
 	Root    *x509.Certificate
 	Issuing []*x509.Certificate
 	Signer  crypto.Signer
 	File    string
-	// Publish hands each new set of OCSP answers to the responder.
-	Publish func(ders [][]byte) error
 	// WarnBefore: warn once the bundle's nextUpdate is this close
 	// (default DefaultWarnBefore, at most half the bundle's validity).
 	WarnBefore time.Duration
@@ -53,10 +52,11 @@ type Config struct {
 // Publisher holds the current bundle and keeps it fresh: re-signing it
 // daily (live), or re-reading the file when it changes.
 type Publisher struct {
-	cfg    Config
-	cur    atomic.Pointer[Bundle]
-	file   []byte // the bundle file's bytes last loaded
-	expiry prometheus.Gauge
+	cfg     Config
+	answers *ocspresponder.Static
+	cur     atomic.Pointer[Bundle]
+	file    []byte // the bundle file's bytes last loaded
+	expiry  prometheus.Gauge
 
 	mu     sync.Mutex
 	warned time.Time
@@ -66,8 +66,11 @@ type Publisher struct {
 // error: serve runs, says so, and publishes nothing of the root's until a
 // good file arrives.
 func New(ctx context.Context, cfg Config) (*Publisher, error) {
-	if cfg.Root == nil || (cfg.Signer == nil) == (cfg.File == "") {
+	if cfg.Root == nil || (cfg.Signer == nil && cfg.File == "") {
 		return nil, errors.New("rootsign: a root and either its signer or a bundle file are required")
+	}
+	if cfg.Signer != nil {
+		cfg.File = ""
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = pki.SystemClock{}
@@ -78,7 +81,12 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 	if cfg.WarnBefore <= 0 {
 		cfg.WarnBefore = DefaultWarnBefore
 	}
-	p := &Publisher{cfg: cfg, expiry: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleetpki_root_signed_expiry_timestamp_seconds",
+	answers, err := ocspresponder.NewStatic(cfg.Root, cfg.Clock)
+	if err != nil {
+		return nil, err
+	}
+	answers.Expect(cfg.Issuing...)
+	p := &Publisher{cfg: cfg, answers: answers, expiry: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleetpki_root_signed_expiry_timestamp_seconds",
 		Help: "When the root's published CRL and OCSP answers about the issuing CAs expire (Unix time; 0: none published). With an offline root, run 'fleetpki root sign' before."})}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(p.expiry); err != nil {
@@ -130,10 +138,8 @@ func (p *Publisher) refresh(ctx context.Context) error {
 }
 
 func (p *Publisher) install(ctx context.Context, bun *Bundle) error {
-	if p.cfg.Publish != nil {
-		if err := p.cfg.Publish(bun.OCSP); err != nil {
-			return err
-		}
+	if err := p.answers.Set(bun.OCSP); err != nil {
+		return err
 	}
 	p.cur.Store(bun)
 	p.expiry.Set(float64(bun.NextUpdate.Unix()))
@@ -199,6 +205,19 @@ func (p *Publisher) warn(ctx context.Context) {
 		p.warned = now
 		p.cfg.Logger.WarnContext(ctx, msg)
 	}
+}
+
+// Answers is the OCSP source of the root's answers about the issuing CAs,
+// for the responder to consult after the issuing CA's (ocspresponder.Chain).
+func (p *Publisher) Answers() ocspresponder.Source { return p.answers }
+
+// OfflineCRL serves /crl/root from the bundle of an offline root; nil when
+// serve holds the root key and its CRL updater publishes the root's CRL.
+func (p *Publisher) OfflineCRL() http.Handler {
+	if p.cfg.Signer != nil {
+		return nil
+	}
+	return p.CRLHandler()
 }
 
 // CRLHandler serves the bundle's root CRL (DER) until its nextUpdate; 503

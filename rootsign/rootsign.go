@@ -10,6 +10,7 @@ package rootsign
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
@@ -20,7 +21,9 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/crl"
+	"github.com/fleetpki/fleetpki/internal/atomicfile"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -172,4 +175,24 @@ func Parse(b []byte, root *x509.Certificate) (*Bundle, error) {
 		return nil, errors.New("rootsign: the bundle is empty")
 	}
 	return bun, nil
+}
+
+// SignOffline is `fleetpki root sign`: it loads the offline root directory
+// (ca.LoadOfflineRoot's layout), signs for validity from now, writes the
+// bundle to out atomically, and returns how many issuing CAs it vouched for
+// and until when.
+func SignOffline(ctx context.Context, dir string, password []byte, validity time.Duration, out string) (int, time.Time, error) {
+	o, err := ca.LoadOfflineRoot(ctx, dir, password)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	now := time.Now()
+	b, err := Sign(SignOptions{Root: o.Root, Signer: o.Signer, Issuing: o.Issuing, Validity: validity, Now: now})
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if err := atomicfile.Write(out, b, 0o644); err != nil {
+		return 0, time.Time{}, err
+	}
+	return len(o.Issuing), now.Add(validity), nil
 }

@@ -122,11 +122,7 @@ func TestPublisherFromFile(t *testing.T) {
 	env, o := offlineRoot(t)
 	clk := &clock{now: time.Now()}
 	file := filepath.Join(t.TempDir(), "root-signed.pem")
-	static, err := ocspresponder.NewStatic(o.Root, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := rootsign.New(t.Context(), rootsign.Config{Root: o.Root, Issuing: o.Issuing, File: file, Publish: static.Set, Clock: clk})
+	p, err := rootsign.New(t.Context(), rootsign.Config{Root: o.Root, Issuing: o.Issuing, File: file, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,10 +149,11 @@ func TestPublisherFromFile(t *testing.T) {
 	}
 	runCtx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	p2, err := rootsign.New(runCtx, rootsign.Config{Root: o.Root, Issuing: o.Issuing, File: file, Publish: static.Set, Clock: clk})
+	p2, err := rootsign.New(runCtx, rootsign.Config{Root: o.Root, Issuing: o.Issuing, File: file, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
+	static := p2.Answers()
 	if w := p2.Warning(); w != "" || crlStatusOf(p2) != 200 {
 		t.Fatalf("fresh bundle: warning %q, CRL %d", w, crlStatusOf(p2))
 	}
@@ -224,17 +221,19 @@ func TestLivePublisher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	static, _ := ocspresponder.NewStatic(env.Hierarchy.Root(), nil)
 	p, err := rootsign.New(t.Context(), rootsign.Config{Root: env.Hierarchy.Root(), Issuing: []*x509.Certificate{env.Hierarchy.Intermediate()},
-		Signer: signer, Publish: static.Set})
+		Signer: signer})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.Warning() != "" {
 		t.Fatalf("live: warning %q", p.Warning())
 	}
-	r, err := static.Response(t.Context(), ocspRequest(t, env.Hierarchy.Intermediate(), env.Hierarchy.Root(), crypto.SHA256))
+	r, err := p.Answers().Response(t.Context(), ocspRequest(t, env.Hierarchy.Intermediate(), env.Hierarchy.Root(), crypto.SHA256))
 	if err != nil || r.Answer != "good" {
 		t.Fatalf("live answer: %v", err)
+	}
+	if p.OfflineCRL() != nil {
+		t.Fatal("a live root serves a bundle's CRL")
 	}
 }

@@ -138,6 +138,10 @@ type Store interface {
 	// GetOCSPResponse returns the stored response for serial and CertID hash
 	// ("sha1" or "sha256"), or pki.NotFound.
 	GetOCSPResponse(ctx context.Context, serial pki.Serial, hash string) (pki.OCSPResponse, error)
+	// LookupOCSP returns, in one read, each issued serial's status and its
+	// stored response for hash (DER nil when none); serials never issued
+	// are absent.
+	LookupOCSP(ctx context.Context, hash string, serials []pki.Serial) (map[pki.Serial]pki.OCSPLookup, error)
 	// OCSPStale lists, oldest first after the cursor afterSeq (0 to start),
 	// up to limit unexpired certificates of the issuer whose response for
 	// hash is missing, signed before signedBefore, or out of date with the

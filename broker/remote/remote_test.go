@@ -47,7 +47,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := ocspresponder.NewCacheSource(ocspresponder.CacheConfig{Signer: &ocspresponder.Signer{Issuer: h.Intermediate(), Responder: rc, Key: key}, Status: st})
+	cache, err := ocspresponder.NewCacheSource(ocspresponder.CacheConfig{Signer: &ocspresponder.Signer{Issuer: h.Intermediate(), Responder: rc, Key: key}, Lookups: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"time"
 
 	"github.com/fleetpki/fleetpki/audit"
@@ -50,44 +48,17 @@ func (c *cli) initCA(ctx context.Context, args []string) error {
 	}
 	defer e.close()
 
-	var h *ca.Hierarchy
-	if *kmsKey != "" {
-		chainPEM, err := os.ReadFile(*chainFile)
-		if err != nil {
-			return fmt.Errorf("--import-chain: %w", err)
-		}
-		if h, err = ca.ImportKMS(ctx, cfg.DataDir, chainPEM, *cfg.KMS(), *kmsKey); err != nil {
-			return err
-		}
-		defer h.Close()
-		if err := e.st.AppendAudit(ctx, ca.InitEvent(h, "imported", "", cliActor(), time.Now())); err != nil {
-			return fmt.Errorf("record the CA's import in the audit log: %w", err)
-		}
-	} else if importing {
-		chainPEM, err := os.ReadFile(*chainFile)
-		if err != nil {
-			return fmt.Errorf("--import-chain: %w", err)
-		}
-		keyPEM, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return fmt.Errorf("--import-key: %w", err)
-		}
-		if h, err = ca.Import(ctx, cfg.DataDir, chainPEM, keyPEM, cfg.KeyPassword); err != nil {
-			return err
-		}
-		if err := e.st.AppendAudit(ctx, ca.InitEvent(h, "imported", "", cliActor(), time.Now())); err != nil {
-			return fmt.Errorf("record the CA's import in the audit log: %w", err)
-		}
-	} else {
-		h, err = ca.Init(ctx, ca.InitOptions{DataDir: cfg.DataDir, Algorithm: ca.KeyAlgorithm(cfg.KeyAlgorithm),
-			Name: *name, Password: cfg.KeyPassword, KMS: cfg.KMS(), OfflineRoot: *offlineRoot})
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		if err := e.st.AppendAudit(ctx, ca.InitEvent(h, "created", cfg.KeyAlgorithm, cliActor(), time.Now())); err != nil {
-			return fmt.Errorf("record the CA's creation in the audit log: %w", err)
-		}
+	h, how, err := c.makeHierarchy(ctx, cfg, hierarchySource{chain: *chainFile, key: *keyFile, kmsKey: *kmsKey, name: *name, offlineRoot: *offlineRoot})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	alg := cfg.KeyAlgorithm
+	if how == "imported" {
+		alg = "" // the imported key's, not the flag's
+	}
+	if err := e.st.AppendAudit(ctx, ca.InitEvent(h, how, alg, cliActor(), time.Now())); err != nil {
+		return fmt.Errorf("record the CA's %s in the audit log: %w", map[string]string{"created": "creation", "imported": "import"}[how], err)
 	}
 	warnUnencrypted(ctx, cfg, log)
 	log.InfoContext(ctx, "CA ready", "imported", importing, "root", h.Root().Subject.String(),
@@ -99,6 +70,33 @@ func (c *cli) initCA(ctx context.Context, args []string) error {
 	fmt.Fprintln(c.stderr, "Root certificate SHA-256 fingerprint (devices and enrolling clients pin it):")
 	fmt.Fprintln(c.stdout, h.RootFingerprint())
 	return nil
+}
+
+// hierarchySource says where init's hierarchy comes from.
+type hierarchySource struct{ chain, key, kmsKey, name, offlineRoot string }
+
+// makeHierarchy imports (a key file, or a key already in the KMS) or
+// creates the hierarchy; how is "imported" or "created".
+func (c *cli) makeHierarchy(ctx context.Context, cfg *config.Config, src hierarchySource) (*ca.Hierarchy, string, error) {
+	if src.chain == "" {
+		h, err := ca.Init(ctx, ca.InitOptions{DataDir: cfg.DataDir, Algorithm: ca.KeyAlgorithm(cfg.KeyAlgorithm),
+			Name: src.name, Password: cfg.KeyPassword, KMS: cfg.KMS(), OfflineRoot: src.offlineRoot})
+		return h, "created", err
+	}
+	chainPEM, err := os.ReadFile(src.chain)
+	if err != nil {
+		return nil, "", fmt.Errorf("--import-chain: %w", err)
+	}
+	if src.kmsKey != "" {
+		h, err := ca.ImportKMS(ctx, cfg.DataDir, chainPEM, *cfg.KMS(), src.kmsKey)
+		return h, "imported", err
+	}
+	keyPEM, err := os.ReadFile(src.key)
+	if err != nil {
+		return nil, "", fmt.Errorf("--import-key: %w", err)
+	}
+	h, err := ca.Import(ctx, cfg.DataDir, chainPEM, keyPEM, cfg.KeyPassword)
+	return h, "imported", err
 }
 
 // migrate applies pending migrations and nothing else.
@@ -150,23 +148,7 @@ func (c *cli) version(_ context.Context, args []string) error {
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	v := linkedVersion
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "" {
-		v = bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				v += " " + s.Value
-			}
-		}
-	}
-	if v == "" {
-		v = "(devel)"
-	}
-	pkcs11 := "pkcs11"
-	if !ca.PKCS11Compiled() {
-		pkcs11 = "no-pkcs11"
-	}
-	fmt.Fprintf(c.stdout, "fleetpki %s %s/%s %s %s\n", v, runtime.GOOS, runtime.GOARCH, runtime.Version(), pkcs11)
+	fmt.Fprintln(c.stdout, config.Version(linkedVersion, ca.PKCS11Compiled()))
 	return nil
 }
 

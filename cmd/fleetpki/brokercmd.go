@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/fleetpki/fleetpki/client"
 	"github.com/fleetpki/fleetpki/internal/config"
 	"github.com/fleetpki/fleetpki/internal/listen"
+	"github.com/fleetpki/fleetpki/internal/run"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/public"
 	"github.com/fleetpki/fleetpki/revocation"
@@ -89,9 +88,9 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 	}
 	log.InfoContext(ctx, "listening", "listener", "mqtt", "addr", b.Addr().String(), "issuer", issuer.Subject.String(),
 		"ocsp", cfg.OCSPURL, "crl", cfg.CRLURL, "fail_open_grace", cfg.Remote.FailOpenGrace)
-	parts := []component{{"mqtt", b.Run}}
+	parts := []run.Part{{Name: "mqtt", Run: b.Run}}
 	if id.keeper != nil {
-		parts = append(parts, component{"broker certificate", id.keeper.Run})
+		parts = append(parts, run.Part{Name: "broker certificate", Run: id.keeper.Run})
 	}
 	if hints != nil {
 		// No overall timeout: the stream is long-lived; the dial and headers
@@ -102,7 +101,7 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 			tlsCfg.GetClientCertificate = id.keeper.GetClientCertificate
 		}
 		client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second, TLSClientConfig: tlsCfg}}
-		parts = append(parts, component{"revocation events", func(ctx context.Context) error {
+		parts = append(parts, run.Part{Name: "revocation events", Run: func(ctx context.Context) error {
 			revocation.Follow(ctx, client, *eventsURL, eventsToken, hints, log)
 			return nil
 		}})
@@ -110,14 +109,13 @@ func (c *cli) brokerStandalone(ctx context.Context, args []string) error {
 	if *metricsAddr != "" {
 		mux := public.New(public.Config{Registry: reg, Logger: log, Ready: func(context.Context) error { return b.Err() },
 			NotReady: "the MQTT listener is gone"})
-		raw, err := net.Listen("tcp", *metricsAddr)
+		ln, err := listen.Open(*metricsAddr, "--metrics-addr", listen.Config{Name: "metrics", Metrics: lm, Logger: log})
 		if err != nil {
-			return fmt.Errorf("--metrics-addr %q: %w", *metricsAddr, err)
+			return err
 		}
-		ln := listen.New(raw, listen.Config{Name: "metrics", Metrics: lm, Logger: log})
-		parts = append(parts, component{"metrics", (&listen.Server{Name: "metrics", Listener: ln, HTTP: newHTTPServer(mux, log)}).Run})
+		parts = append(parts, run.Part{Name: "metrics", Run: (&listen.Server{Name: "metrics", Listener: ln, HTTP: newHTTPServer(mux, log)}).Run})
 	}
-	return runAll(ctx, parts)
+	return run.All(ctx, parts)
 }
 
 type selfEnrollOptions struct {
@@ -141,23 +139,12 @@ func (c *cli) brokerIdentity(ctx context.Context, cfg *config.Config, o selfEnro
 		if cfg.CAFile == "" || cfg.TLSCert == "" || cfg.TLSKey == "" {
 			return brokerID{}, usageError{errors.New("broker: give --server, --fingerprint and --credential-file (the broker enrolls itself), or --ca-file (the fleetpki chain) and --tls-cert/--tls-key (its own certificate)")}
 		}
-		chainPEM, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return brokerID{}, fmt.Errorf("--ca-file: %w", config.UnwrapPath(err))
-		}
-		issuer, err := ca.LoadIssuer("", cfg.CAFile)
+		roots, issuer, err := ca.LoadTrust(cfg.CAFile)
 		if err != nil {
 			return brokerID{}, err
 		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(chainPEM) {
-			return brokerID{}, fmt.Errorf("--ca-file %s holds no certificate", cfg.CAFile)
-		}
-		kp, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return brokerID{}, fmt.Errorf("--tls-cert/--tls-key: %w", config.UnwrapPath(err))
-		}
-		return brokerID{roots: roots, issuer: issuer, getCert: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &kp, nil }}, nil
+		getCert, err := staticCert(cfg.TLSCert, cfg.TLSKey)
+		return brokerID{roots: roots, issuer: issuer, getCert: getCert}, err
 	}
 	if cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.CAFile != "" {
 		return brokerID{}, usageError{errors.New("broker: --server enrolls the broker's certificate and fetches the chain; drop --tls-cert, --tls-key and --ca-file")}

@@ -14,6 +14,7 @@ import (
 	"github.com/fleetpki/fleetpki/audit"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/internal/config"
+	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/renewal"
 	"github.com/fleetpki/fleetpki/web"
 )
@@ -59,7 +60,7 @@ func httpsTLS(h *ca.Hierarchy, getCert func(*tls.ClientHelloInfo) (*tls.Certific
 		// tells clients which certificate to send; the issuing CA is in it
 		// so that devices sending only their leaf are accepted.
 		ClientAuth: tls.RequestClientCert,
-		ClientCAs:  pool(h.Root(), h.Intermediate()),
+		ClientCAs:  pki.CertPool(h.Root(), h.Intermediate()),
 		// The listener (package listen) does the handshakes, so HTTP/2 is
 		// offered here rather than by ServeTLS.
 		NextProtos: []string{"h2", "http/1.1"},
@@ -72,11 +73,7 @@ func httpsTLS(h *ca.Hierarchy, getCert func(*tls.ClientHelloInfo) (*tls.Certific
 func serverCert(ctx context.Context, certFile, keyFile string, c *ca.CA, names []string, name string,
 	add func(string, func(context.Context) error), log *slog.Logger) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
 	if certFile != "" {
-		kp, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", config.UnwrapPath(err))
-		}
-		return func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &kp, nil }, nil
+		return staticCert(certFile, keyFile)
 	}
 	r, err := renewal.New(ctx, renewal.Config[*tls.Certificate]{Name: name, Logger: log.With("listener", name),
 		Issue: func(ctx context.Context) (*tls.Certificate, *x509.Certificate, error) {
@@ -91,4 +88,13 @@ func serverCert(ctx context.Context, certFile, keyFile string, c *ca.CA, names [
 	}
 	add(name+" certificate renewal", r.Run)
 	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return r.Current(), nil }, nil
+}
+
+// staticCert serves the certificate and key of --tls-cert and --tls-key.
+func staticCert(certFile, keyFile string) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
+	kp, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", config.UnwrapPath(err))
+	}
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &kp, nil }, nil
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 
 	"golang.org/x/sync/errgroup"
@@ -37,7 +35,7 @@ func (c *cli) ocspOnly(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.close()
-	src, err := ocspresponder.NewStoredSource(ocspresponder.StoredConfig{Responses: e.st, Status: e.st})
+	src, err := ocspresponder.NewStoredSource(ocspresponder.StoredConfig{Lookups: e.st, CacheBytes: cfg.OCSPCacheBytes})
 	if err != nil {
 		return err
 	}
@@ -46,15 +44,17 @@ func (c *cli) ocspOnly(ctx context.Context, args []string) error {
 		return err
 	}
 	reg := newRegistry()
+	if err := ocspresponder.RegisterCache(reg, src); err != nil {
+		return err
+	}
 	lm, err := listen.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-	rawLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := listen.Open(cfg.HTTPAddr, "--http-addr", listen.Config{Name: "ocsp", Metrics: lm, Logger: log})
 	if err != nil {
-		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
+		return err
 	}
-	ln := listen.New(rawLn, listen.Config{Name: "ocsp", Metrics: lm, Logger: log})
 	ready := func(ctx context.Context) error { return errors.Join(e.st.Ping(ctx), ln.Err()) }
 	handler := public.New(public.Config{Registry: reg, Logger: log, Ready: ready, OCSP: ocspresponder.NewResponder(filtered, log, reg)})
 	srv := &listen.Server{Name: "ocsp", Listener: ln, HTTP: newHTTPServer(handler, log)}

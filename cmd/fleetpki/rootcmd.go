@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fleetpki/fleetpki/ca"
-	"github.com/fleetpki/fleetpki/internal/atomicfile"
 	"github.com/fleetpki/fleetpki/internal/config"
 	"github.com/fleetpki/fleetpki/rootsign"
 )
@@ -33,19 +31,11 @@ func (c *cli) rootSign(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	o, err := ca.LoadOfflineRoot(ctx, *dir, []byte(password))
+	n, until, err := rootsign.SignOffline(ctx, *dir, []byte(password), time.Duration(valid), *out)
 	if err != nil {
-		return err
-	}
-	now := time.Now()
-	b, err := rootsign.Sign(rootsign.SignOptions{Root: o.Root, Signer: o.Signer, Issuing: o.Issuing, Validity: time.Duration(valid), Now: now})
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(*out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stderr, "Signed the root's CRL and OCSP answers for %d issuing CA(s), valid until %s, into %s.\n",
-		len(o.Issuing), now.Add(time.Duration(valid)).UTC().Format(time.RFC3339), *out)
+		n, until.UTC().Format(time.RFC3339), *out)
 	return nil
 }

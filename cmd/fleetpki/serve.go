@@ -3,19 +3,15 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/fleetpki/fleetpki/accounts"
 	"github.com/fleetpki/fleetpki/broker"
@@ -23,6 +19,7 @@ import (
 	"github.com/fleetpki/fleetpki/crl"
 	"github.com/fleetpki/fleetpki/internal/config"
 	"github.com/fleetpki/fleetpki/internal/listen"
+	"github.com/fleetpki/fleetpki/internal/run"
 	"github.com/fleetpki/fleetpki/ocspresponder"
 	"github.com/fleetpki/fleetpki/pki"
 	"github.com/fleetpki/fleetpki/public"
@@ -47,12 +44,6 @@ const (
 	serverCertValidity = 30 * 24 * time.Hour
 	adminUser          = "admin"
 )
-
-// component is a running part of serve.
-type component struct {
-	name string
-	run  func(ctx context.Context) error
-}
 
 // serve runs fleetpki: it opens (and migrates) the store, loads or creates
 // the CA and the admin user, builds every running part and runs them under
@@ -84,7 +75,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var parts []component
+	var parts []run.Part
 	var cancels []func()
 	defer func() {
 		for _, cancel := range cancels {
@@ -98,7 +89,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		cancels = append(cancels, cancel)
 		return events
 	}
-	add := func(name string, run func(context.Context) error) { parts = append(parts, component{name, run}) }
+	add := func(name string, fn func(context.Context) error) {
+		parts = append(parts, run.Part{Name: name, Run: fn})
+	}
 
 	// OCSP: a responder certificate renewed in memory, a caching signer,
 	// and the presigner that keeps a response stored for every certificate.
@@ -110,23 +103,14 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rootAnswers, err := ocspresponder.NewStatic(h.Root(), nil)
-	if err != nil {
-		return err
-	}
-	rootAnswers.Expect(h.Intermediate())
-	rootCfg := rootsign.Config{Root: h.Root(), Issuing: []*x509.Certificate{h.Intermediate()}, Signer: root,
-		Publish: rootAnswers.Set, Registerer: reg, Logger: log}
-	if root == nil {
-		rootCfg.File = cfg.RootSignedPath()
-	}
-	rootPub, err := rootsign.New(ctx, rootCfg)
+	rootPub, err := rootsign.New(ctx, rootsign.Config{Root: h.Root(), Issuing: []*x509.Certificate{h.Intermediate()}, Signer: root,
+		File: cfg.RootSignedPath(), Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
 	add("root-signed", rootPub.Run)
 	ocsp, err := ocspresponder.NewService(ctx, ocspresponder.ServiceConfig{Issuer: h.Intermediate(), Certify: e.ca.IssueOCSPResponderCert,
-		Store: e.st, Also: rootAnswers, Registerer: reg, Logger: log})
+		Store: e.st, Also: rootPub.Answers(), CacheBytes: cfg.OCSPCacheBytes, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -157,7 +141,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	})
 
 	// The plain HTTP listener: CA certificates, OCSP, CRLs, health, metrics.
-	httpLn, err := listenOn("http", cfg.HTTPAddr, "--http-addr", nil, lm, log)
+	httpLn, err := listen.Open(cfg.HTTPAddr, "--http-addr", listen.Config{Name: "http", Metrics: lm, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -173,7 +157,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	add("http", (&listen.Server{Name: "http", Listener: httpLn, HTTP: newHTTPServer(public.New(public.Config{
 		ChainPEM: h.ChainPEM(), Root: h.Root(), Intermediate: h.Intermediate(), Registry: reg, Logger: log,
-		OCSP: ocsp.Handler, CRLs: crls, RootCRL: offlineRootCRL(root, rootPub), Ready: ready}), log)}).Run)
+		OCSP: ocsp.Handler, CRLs: crls, RootCRL: rootPub.OfflineCRL(), Ready: ready}), log)}).Run)
 
 	// The HTTPS listener: REST API, EST and the admin UI.
 	getCert, err := serverCert(ctx, cfg.TLSCert, cfg.TLSKey, e.ca, cfg.TLSNamesFor(cfg.HTTPSAddr), "https", add, log)
@@ -196,7 +180,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if httpsLn, err = listenOn("https", cfg.HTTPSAddr, "--https-addr", httpsTLS(h, getCert), lm, log); err != nil {
+	if httpsLn, err = listen.Open(cfg.HTTPSAddr, "--https-addr", listen.Config{Name: "https", TLS: httpsTLS(h, getCert), Metrics: lm, Logger: log}); err != nil {
 		return err
 	}
 	defer httpsLn.Close()
@@ -209,7 +193,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		mqttBroker, err = newBroker(cfg, brokerDeps{roots: pool(h.Root()), issuer: h.Intermediate(), getCert: mqttCert,
+		mqttBroker, err = newBroker(cfg, brokerDeps{roots: pki.CertPool(h.Root()), issuer: h.Intermediate(), getCert: mqttCert,
 			checker: broker.StoredStatus{Store: e.st}, revocations: subscribe(), lm: lm, reg: reg, log: log})
 		if err != nil {
 			return err
@@ -232,25 +216,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if mqttBroker != nil {
 		log.InfoContext(ctx, "listening", "listener", "mqtt", "addr", mqttBroker.Addr().String(), "url", "mqtts://"+mqttBroker.Addr().String())
 	}
-	if err := runAll(ctx, parts); err != nil {
+	if err := run.All(ctx, parts); err != nil {
 		return err
 	}
 	log.InfoContext(context.WithoutCancel(ctx), "stopped")
 	return nil
-}
-
-// runAll runs the components until ctx ends or one fails (which stops the others).
-func runAll(ctx context.Context, parts []component) error {
-	g, gctx := errgroup.WithContext(ctx)
-	for _, p := range parts {
-		g.Go(func() error {
-			if err := p.run(gctx); err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
 }
 
 // newRegistry is a Prometheus registry with the Go and process collectors.
@@ -258,22 +228,6 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
-}
-
-// listenOn opens a guarded TCP listener (TLS handshakes done by it when
-// tlsCfg is set); flag names the setting in errors.
-func listenOn(name, addr, flag string, tlsCfg *tls.Config, lm *listen.Metrics, log *slog.Logger) (*listen.Listener, error) {
-	raw, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s %q: %w", flag, addr, err)
-	}
-	cfg := listen.Config{Name: name, TLS: tlsCfg, Metrics: lm, Logger: log}
-	if tlsCfg != nil {
-		cfg.OnHandshakeError = func(remote net.Addr, err error) {
-			log.Debug("TLS handshake failed", "listener", name, "remote", remote.String(), "err", err)
-		}
-	}
-	return listen.New(raw, cfg), nil
 }
 
 // rootSigner returns the root's key when the data directory holds it; nil
@@ -289,22 +243,4 @@ func rootSigner(ctx context.Context, cfg *config.Config, h *ca.Hierarchy, log *s
 		return nil, fmt.Errorf("root CRL: %w", err)
 	}
 	return s, nil
-}
-
-// offlineRootCRL is the handler of /crl/root for an offline root (the
-// bundle's CRL); nil when serve signs the root's CRL itself.
-func offlineRootCRL(root crypto.Signer, p *rootsign.Publisher) http.Handler {
-	if root != nil {
-		return nil
-	}
-	return p.CRLHandler()
-}
-
-// pool is a certificate pool of certs.
-func pool(certs ...*x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, c := range certs {
-		p.AddCert(c)
-	}
-	return p
 }

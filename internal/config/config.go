@@ -38,6 +38,7 @@ type Config struct {
 	KeyAlgorithm     string
 	KeyPasswordFile  string
 	KMSURI           string
+	OCSPCacheSize    string
 	LogLevel         string
 	LogFormat        string
 	TLSSAN           string
@@ -66,6 +67,7 @@ type Config struct {
 	KeyPassword     []byte
 	EnrollPerSecond float64
 	EnrollBurstN    int
+	OCSPCacheBytes  uint64
 	MQTT            MQTTSettings
 	Remote          RemoteSettings
 }
@@ -120,6 +122,7 @@ func (c *Config) settings() []setting {
 		{"log-level", "info", "debug, info, warn or error", &c.LogLevel, groupLog},
 		{"log-format", "text", "text or json", &c.LogFormat, groupLog},
 		{"http-addr", "127.0.0.1:8080", "plain HTTP listener: OCSP, CRL, CA certificates, health, metrics", &c.HTTPAddr, groupHTTP},
+		{"ocsp-cache-bytes", "256MiB", "memory for cached OCSP answers (their DER and bookkeeping), e.g. 256MiB or 2GiB; the least asked are evicted past it", &c.OCSPCacheSize, groupHTTP},
 		{"https-addr", "127.0.0.1:8443", "TLS listener: REST API, EST and the admin UI", &c.HTTPSAddr, groupServe},
 		{"public-url", "http://127.0.0.1:8080", "base URL of the HTTP listener, written into certificates (AIA, CDP)", &c.PublicURL, groupServe},
 		{"key-algorithm", string(ca.ECDSAP256), "CA key algorithm on creation: ecdsa-p256, ecdsa-p384 or rsa-3072", &c.KeyAlgorithm, groupKeys},
@@ -261,6 +264,11 @@ func (c *Config) validateListen() error {
 		if err := validateAddr(c.HTTPAddr); err != nil {
 			return fmt.Errorf("--http-addr %q: %w", c.HTTPAddr, err)
 		}
+		n, err := ParseBytes(c.OCSPCacheSize)
+		if err != nil || n < 1<<20 {
+			return fmt.Errorf("--ocsp-cache-bytes %q: want a size of at least 1MiB, e.g. 256MiB", c.OCSPCacheSize)
+		}
+		c.OCSPCacheBytes = n
 	}
 	if c.Has(groupTLS) && (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: set both or neither")

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -93,4 +95,47 @@ func ReadSecret(file string, lookupEnv func(string) (string, bool), env string) 
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	return strings.TrimSpace(line), nil
+}
+
+// ParseBytes reads a size: a number of bytes, or one with a binary unit
+// (KiB, MiB, GiB).
+func ParseBytes(s string) (uint64, error) {
+	mult := uint64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = v, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil || n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q is not a size (bytes, KiB, MiB or GiB)", s)
+	}
+	return n * mult, nil
+}
+
+// Version describes the build: the version linked in (or, without one, the
+// module's and its revision from the toolchain), the platform, the Go
+// version, and whether PKCS#11 (cgo) is compiled in.
+func Version(linked string, pkcs11 bool) string {
+	v := linked
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "" {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v += " " + s.Value
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	p := "pkcs11"
+	if !pkcs11 {
+		p = "no-pkcs11"
+	}
+	return fmt.Sprintf("fleetpki %s %s/%s %s %s", v, runtime.GOOS, runtime.GOARCH, runtime.Version(), p)
 }

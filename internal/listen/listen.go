@@ -328,3 +328,20 @@ func hostOf(a net.Addr) string {
 	}
 	return host
 }
+
+// Open listens on addr (TCP) and guards the listener; flag names the
+// setting in errors ("--https-addr"). With cfg.TLS set, failed handshakes
+// are logged at debug level unless cfg says otherwise.
+func Open(addr, flag string, cfg Config) (*Listener, error) {
+	raw, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	if cfg.TLS != nil && cfg.OnHandshakeError == nil && cfg.Logger != nil {
+		name, log := cfg.Name, cfg.Logger
+		cfg.OnHandshakeError = func(remote net.Addr, err error) {
+			log.Debug("TLS handshake failed", "listener", name, "remote", remote.String(), "err", err)
+		}
+	}
+	return New(raw, cfg), nil
+}

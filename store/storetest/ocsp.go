@@ -72,3 +72,43 @@ func testOCSPResponses(t *testing.T, s store.Store) {
 		t.Fatalf("stored response after a late good = %q, want a-revoked", got.DER)
 	}
 }
+
+// One read answers a batch of OCSP lookups: status, revocation and the
+// stored response of the asked hash; serials never issued are absent.
+func testOCSPLookup(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	f := fixture{t, s}
+	a, b, c := f.issue("dev-a", base, nil), f.issue("dev-b", base, nil), f.issue("dev-c", base, nil)
+	at := base.Add(time.Minute)
+	if err := s.SaveOCSPResponses(ctx, []pki.OCSPResponse{
+		{Serial: a.Serial, Hash: "sha1", Status: pki.CertValid, DER: []byte("a-sha1"), ThisUpdate: at, NextUpdate: at.Add(time.Hour)},
+		{Serial: a.Serial, Hash: "sha256", Status: pki.CertValid, DER: []byte("a-sha256"), ThisUpdate: at, NextUpdate: at.Add(time.Hour)},
+		{Serial: b.Serial, Hash: "sha256", Status: pki.CertValid, DER: []byte("b-sha256"), ThisUpdate: at, NextUpdate: at.Add(time.Hour)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RevokeCertificate(ctx, c.Serial, pki.ReasonKeyCompromise, at, event(pki.ActionCertificateRevoke, string(c.Serial), at)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LookupOCSP(ctx, "sha1", []pki.Serial{a.Serial, b.Serial, c.Serial, "7fffffffffffffff"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("LookupOCSP found %d, want 3 (not the unknown serial)", len(got))
+	}
+	if l := got[a.Serial]; l.Status != pki.CertValid || string(l.Response.DER) != "a-sha1" || l.Response.Status != pki.CertValid ||
+		!l.Response.ThisUpdate.Equal(at.Truncate(time.Microsecond)) || !l.Response.NextUpdate.Equal(at.Add(time.Hour).Truncate(time.Microsecond)) {
+		t.Errorf("a: %+v", l)
+	}
+	if l := got[b.Serial]; l.Status != pki.CertValid || l.Response.DER != nil {
+		t.Errorf("b (a sha256 response only): %+v", l)
+	}
+	if l := got[c.Serial]; l.Status != pki.CertRevoked || l.RevokedAt == nil || !l.RevokedAt.Equal(at.Truncate(time.Microsecond)) ||
+		l.Reason != pki.ReasonKeyCompromise || l.Response.DER != nil {
+		t.Errorf("c (revoked): %+v", l)
+	}
+	if got, err := s.LookupOCSP(ctx, "sha1", nil); err != nil || len(got) != 0 {
+		t.Errorf("empty lookup: %v, %v", got, err)
+	}
+}

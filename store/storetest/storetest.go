@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"idempotency keys", testIdempotency},
 		{"the stored CRL only moves forward", testCRLStorage},
 		{"pre-signed OCSP responses", testOCSPResponses},
+		{"OCSP lookups in one read", testOCSPLookup},
 		{"web sessions", testWebSessions},
 		{"dashboard stats", testStats},
 		{"recent audit events by target", testAuditRecent},

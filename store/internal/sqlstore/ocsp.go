@@ -88,3 +88,45 @@ func prefixed(p, columns string) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// LookupOCSP reads, in one query over the serial index, what OCSP answers
+// about serials need: each certificate's status and revocation, and its
+// stored response for hash when there is one. Serials never issued are
+// absent from the result.
+func (s *Store) LookupOCSP(ctx context.Context, hash string, serials []pki.Serial) (map[pki.Serial]pki.OCSPLookup, error) {
+	out := make(map[pki.Serial]pki.OCSPLookup, len(serials))
+	if len(serials) == 0 {
+		return out, nil
+	}
+	a := args{hash}
+	marks := make([]string, len(serials))
+	for i, sr := range serials {
+		marks[i] = a.add(string(sr))
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT c.serial, c.status, c.revoked_at, c.reason, o.status, o.der, o.this_update, o.next_update
+		FROM certificates c LEFT JOIN ocsp_responses o ON o.serial = c.serial AND o.hash = $1
+		WHERE c.serial IN (`+strings.Join(marks, ", ")+`)`, a...)
+	if err != nil {
+		return nil, s.wrap(err, "look up OCSP status")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var serial, status string
+		var l pki.OCSPLookup
+		var rstatus sql.NullString
+		var this, next *time.Time
+		if err := rows.Scan(&serial, &status, nullTimeCol{&l.RevokedAt}, &l.Reason, &rstatus, &l.Response.DER,
+			nullTimeCol{&this}, nullTimeCol{&next}); err != nil {
+			return nil, s.wrap(err, "look up OCSP status")
+		}
+		l.Status = pki.CertStatus(status)
+		if rstatus.Valid && this != nil && next != nil {
+			l.Response.Serial, l.Response.Hash, l.Response.Status = pki.Serial(serial), hash, pki.CertStatus(rstatus.String)
+			l.Response.ThisUpdate, l.Response.NextUpdate = *this, *next
+		} else {
+			l.Response.DER = nil
+		}
+		out[pki.Serial(serial)] = l
+	}
+	return out, s.wrap(rows.Err(), "look up OCSP status")
+}
