@@ -199,7 +199,7 @@ type batcher struct {
 
 const (
 	maxBatch    = 256
-	maxInflight = 4
+	maxInflight = 2
 	// batchTimeout bounds one read, whoever's request it serves.
 	batchTimeout = 5 * time.Second
 )

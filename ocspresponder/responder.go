@@ -25,6 +25,7 @@ const maxRequestBytes = 4 << 10
 // Responder serves OCSP over HTTP: POST to its path with an
 // application/ocsp-request body, or GET <path>/<base64 request>.
 type Responder struct {
+	maxAge   time.Duration // 0: until nextUpdate
 	source   Source
 	log      *slog.Logger
 	answers  *prometheus.CounterVec
@@ -47,7 +48,7 @@ type parsedRequests struct {
 // parsedRequestBytes bounds the parsed-request cache; parsedOverhead is
 // what an entry costs besides its key (the parsed request, otter's node).
 const (
-	parsedRequestBytes = 16 << 20
+	parsedRequestBytes = 4 << 20
 	parsedOverhead     = 480
 )
 
@@ -66,6 +67,12 @@ func (p *parsedRequests) parse(der []byte) (*Request, error) {
 	p.c.Set(string(der), req)
 	return req, nil
 }
+
+// SetHTTPMaxAge caps the Cache-Control max-age of answers (by default the
+// time to their nextUpdate): an HTTP cache or CDN in front then asks again
+// within d, which bounds how long it can serve "good" after a revocation.
+// Set it before serving.
+func (rs *Responder) SetHTTPMaxAge(d time.Duration) { rs.maxAge = d }
 
 // NewResponder returns a Responder around source; reg may be nil.
 func NewResponder(source Source, log *slog.Logger, reg prometheus.Registerer) *Responder {
@@ -143,7 +150,11 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp.Fresh {
 		h.Set("Cache-Control", "no-store")
 	} else {
-		h.Set("Cache-Control", "max-age="+strconv.Itoa(int(resp.NextUpdate.Sub(now).Seconds()))+", public, no-transform, must-revalidate")
+		age := resp.NextUpdate.Sub(now)
+		if rs.maxAge > 0 {
+			age = min(age, rs.maxAge)
+		}
+		h.Set("Cache-Control", "max-age="+strconv.Itoa(int(age.Seconds()))+", public, no-transform, must-revalidate")
 	}
 	rs.count(resp.Answer)
 	if c, ok := rs.cache[resp.Cache]; ok {

@@ -36,6 +36,8 @@ type ServiceConfig struct {
 	Store   PresignStore
 	// CacheBytes bounds the answer cache (default DefaultCacheBytes).
 	CacheBytes uint64
+	// HTTPMaxAge caps answers' Cache-Control max-age (0: until nextUpdate).
+	HTTPMaxAge time.Duration
 	// Also answers what the issuing CA's responder is not authorized for:
 	// the root's answers about its issuing CAs (a Static). May be nil.
 	Also Source
@@ -102,7 +104,9 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	if cfg.Also != nil {
 		filtered = Chain(filtered, cfg.Also)
 	}
-	s.Handler = NewResponder(filtered, cfg.Logger, cfg.Registerer)
+	rs := NewResponder(filtered, cfg.Logger, cfg.Registerer)
+	rs.SetHTTPMaxAge(cfg.HTTPMaxAge)
+	s.Handler = rs
 	return s, nil
 }
 

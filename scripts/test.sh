@@ -68,7 +68,8 @@ pg_reachable() {
 
 # ensure_tools installs the Debian packages the interop tests drive (openssl,
 # curl, Mosquitto and its clients, Chromium for the browser tests, SoftHSM2
-# and OpenSC's pkcs11-tool for the HSM tests) when they
+# and OpenSC's pkcs11-tool for the HSM tests, nginx as the HTTP cache in
+# front of OCSP responders) when they
 # are missing and apt-get can run (as root or with password-less sudo), so
 # `make test` works on a fresh machine. Otherwise it says what is missing;
 # the tests that need a missing tool then fail (or, for Chromium outside CI,
@@ -82,6 +83,7 @@ ensure_tools() {
 	[ -x /usr/bin/chromium ] || missing+=(chromium)
 	[ -f /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
 	command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+	command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 	[ "${#missing[@]}" -eq 0 ] && return 0
 	local sudo=""
 	if [ "$(id -u)" -ne 0 ]; then

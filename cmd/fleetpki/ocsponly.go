@@ -56,7 +56,9 @@ func (c *cli) ocspOnly(ctx context.Context, args []string) error {
 		return err
 	}
 	ready := func(ctx context.Context) error { return errors.Join(e.st.Ping(ctx), ln.Err()) }
-	handler := public.New(public.Config{Registry: reg, Logger: log, Ready: ready, OCSP: ocspresponder.NewResponder(filtered, log, reg)})
+	rs := ocspresponder.NewResponder(filtered, log, reg)
+	rs.SetHTTPMaxAge(cfg.OCSPMaxAgeHTTP)
+	handler := public.New(public.Config{Registry: reg, Logger: log, Ready: ready, OCSP: rs})
 	srv := &listen.Server{Name: "ocsp", Listener: ln, HTTP: newHTTPServer(handler, log)}
 	log.InfoContext(ctx, "listening", "listener", "ocsp", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/ocsp",
 		"issuer", issuer.Subject.String())

@@ -39,6 +39,7 @@ type Config struct {
 	KeyPasswordFile  string
 	KMSURI           string
 	OCSPCacheSize    string
+	OCSPHTTPMaxAge   string
 	LogLevel         string
 	LogFormat        string
 	TLSSAN           string
@@ -68,6 +69,7 @@ type Config struct {
 	EnrollPerSecond float64
 	EnrollBurstN    int
 	OCSPCacheBytes  uint64
+	OCSPMaxAgeHTTP  time.Duration
 	MQTT            MQTTSettings
 	Remote          RemoteSettings
 }
@@ -122,6 +124,7 @@ func (c *Config) settings() []setting {
 		{"log-level", "info", "debug, info, warn or error", &c.LogLevel, groupLog},
 		{"log-format", "text", "text or json", &c.LogFormat, groupLog},
 		{"http-addr", "127.0.0.1:8080", "plain HTTP listener: OCSP, CRL, CA certificates, health, metrics", &c.HTTPAddr, groupHTTP},
+		{"ocsp-http-max-age", "0", "cap on the Cache-Control max-age of OCSP answers, e.g. 5m, for an HTTP cache or CDN in front (it then serves a revoked certificate's old answer at most that long); 0: until the answer's nextUpdate", &c.OCSPHTTPMaxAge, groupHTTP},
 		{"ocsp-cache-bytes", "256MiB", "memory for cached OCSP answers (their DER and bookkeeping), e.g. 256MiB or 2GiB; the least asked are evicted past it", &c.OCSPCacheSize, groupHTTP},
 		{"https-addr", "127.0.0.1:8443", "TLS listener: REST API, EST and the admin UI", &c.HTTPSAddr, groupServe},
 		{"public-url", "http://127.0.0.1:8080", "base URL of the HTTP listener, written into certificates (AIA, CDP)", &c.PublicURL, groupServe},
@@ -269,6 +272,11 @@ func (c *Config) validateListen() error {
 			return fmt.Errorf("--ocsp-cache-bytes %q: want a size of at least 1MiB, e.g. 256MiB", c.OCSPCacheSize)
 		}
 		c.OCSPCacheBytes = n
+		d, err := ParseDuration(c.OCSPHTTPMaxAge)
+		if err != nil || d < 0 {
+			return fmt.Errorf("--ocsp-http-max-age %q: want a duration such as 5m, or 0", c.OCSPHTTPMaxAge)
+		}
+		c.OCSPMaxAgeHTTP = d
 	}
 	if c.Has(groupTLS) && (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: set both or neither")

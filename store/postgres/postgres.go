@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,6 +30,9 @@ import (
 type Store struct {
 	*sqlstore.Store
 	pool *pgxpool.Pool
+	// lookups is the OCSP responder's pool: its one query runs with a
+	// generic plan (planning it anew each time cost more than running it).
+	lookups *pgxpool.Pool
 	db   *sql.DB
 	opts store.Options
 }
@@ -40,6 +44,9 @@ var dialect = sqlstore.Dialect{
 	ForUpdate:   "FOR UPDATE",
 	WritableCTE: true,
 	Time:        sqlstore.PostgresTime,
+	InList: func(arg func(any) string, column string, values []string) string {
+		return column + " = ANY(" + arg(values) + "::text[])"
+	},
 	MetadataMatch: func(arg func(any) string, key, value string) string {
 		// Containment is what the GIN (jsonb_path_ops) index answers.
 		b, _ := json.Marshal(map[string]string{key: value})
@@ -93,12 +100,21 @@ func Open(ctx context.Context, dsn string, opts store.Options) (*Store, error) {
 		return nil, pki.Wrap(pki.Unavailable, fmt.Errorf("postgres %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err),
 			fmt.Sprintf("the database at %s:%d cannot be reached", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
 	}
+	lcfg := cfg.Copy()
+	lcfg.MaxConns = 4
+	lcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	lookups, err := pgxpool.NewWithConfig(ctx, lcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
 	db := stdlib.OpenDBFromPool(pool)
-	s := &Store{pool: pool, db: db, opts: opts}
+	s := &Store{pool: pool, lookups: lookups, db: db, opts: opts}
 	if !opts.NoMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			_ = db.Close()
 			pool.Close()
+			lookups.Close()
 			return nil, err
 		}
 	}
@@ -113,6 +129,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 func (s *Store) Close() error {
 	err := s.Store.Close()
 	s.pool.Close()
+	s.lookups.Close()
 	return err
 }
 
@@ -138,4 +155,58 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// LookupOCSP is sqlstore's lookup run on pgx directly (binary results, one
+// prepared statement for every batch size, no database/sql in between):
+// it is the OCSP responder's cold path.
+func (s *Store) LookupOCSP(ctx context.Context, hash string, serials []pki.Serial) (map[pki.Serial]pki.OCSPLookup, error) {
+	out := make(map[pki.Serial]pki.OCSPLookup, len(serials))
+	if len(serials) == 0 {
+		return out, nil
+	}
+	values := make([]string, len(serials))
+	for i, sr := range serials {
+		values[i] = string(sr)
+	}
+	rows, err := s.lookups.Query(ctx, `SELECT c.serial, c.status, c.revoked_at, c.reason, o.status, o.der, o.this_update, o.next_update
+		FROM certificates c LEFT JOIN ocsp_responses o ON o.serial = c.serial AND o.hash = $1
+		WHERE c.serial = ANY($2::text[])`, hash, values)
+	if err != nil {
+		return nil, lookupErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var serial, status string
+		var rstatus *string
+		var reason int16
+		var l pki.OCSPLookup
+		var this, next *time.Time
+		if err := rows.Scan(&serial, &status, &l.RevokedAt, &reason, &rstatus, &l.Response.DER, &this, &next); err != nil {
+			return nil, lookupErr(err)
+		}
+		l.Status, l.Reason = pki.CertStatus(status), pki.RevocationReason(reason)
+		if rstatus != nil && this != nil && next != nil {
+			l.Response.Serial, l.Response.Hash, l.Response.Status = pki.Serial(serial), hash, pki.CertStatus(*rstatus)
+			l.Response.ThisUpdate, l.Response.NextUpdate = this.UTC(), next.UTC()
+		} else {
+			l.Response.DER = nil
+		}
+		if l.RevokedAt != nil {
+			t := l.RevokedAt.UTC()
+			l.RevokedAt = &t
+		}
+		out[pki.Serial(serial)] = l
+	}
+	if err := rows.Err(); err != nil {
+		return nil, lookupErr(err)
+	}
+	return out, nil
+}
+
+func lookupErr(err error) error {
+	if isUnavailable(err) {
+		return pki.Wrap(pki.Unavailable, err, "the database cannot be reached")
+	}
+	return fmt.Errorf("postgres: look up OCSP status: %w", err)
 }

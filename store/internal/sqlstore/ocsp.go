@@ -99,13 +99,23 @@ func (s *Store) LookupOCSP(ctx context.Context, hash string, serials []pki.Seria
 		return out, nil
 	}
 	a := args{hash}
-	marks := make([]string, len(serials))
+	values := make([]string, len(serials))
 	for i, sr := range serials {
-		marks[i] = a.add(string(sr))
+		values[i] = string(sr)
+	}
+	var in string
+	if s.d.InList != nil {
+		in = s.d.InList(a.add, "c.serial", values)
+	} else {
+		marks := make([]string, len(values))
+		for i, v := range values {
+			marks[i] = a.add(v)
+		}
+		in = "c.serial IN (" + strings.Join(marks, ", ") + ")"
 	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT c.serial, c.status, c.revoked_at, c.reason, o.status, o.der, o.this_update, o.next_update
 		FROM certificates c LEFT JOIN ocsp_responses o ON o.serial = c.serial AND o.hash = $1
-		WHERE c.serial IN (`+strings.Join(marks, ", ")+`)`, a...)
+		WHERE `+in, a...)
 	if err != nil {
 		return nil, s.wrap(err, "look up OCSP status")
 	}

@@ -31,6 +31,10 @@ type Dialect struct {
 	// MetadataMatch returns a WHERE condition selecting devices whose
 	// metadata has key = value; arg binds a value and returns its placeholder.
 	MetadataMatch func(arg func(any) string, key, value string) string
+	// InList, when set, returns a condition "column is one of values" with
+	// one parameter (Postgres: = ANY($n), one plan for every list length);
+	// else the condition is column IN ($a, $b, …).
+	InList func(arg func(any) string, column string, values []string) string
 	// IsUniqueViolation reports whether err is a unique-constraint violation.
 	IsUniqueViolation func(error) bool
 	// WritableCTE says the database runs INSERT/UPDATE inside WITH and has
