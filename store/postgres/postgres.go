@@ -33,8 +33,8 @@ type Store struct {
 	// lookups is the OCSP responder's pool: its one query runs with a
 	// generic plan (planning it anew each time cost more than running it).
 	lookups *pgxpool.Pool
-	db   *sql.DB
-	opts store.Options
+	db      *sql.DB
+	opts    store.Options
 }
 
 var _ store.Backend = (*Store)(nil)
