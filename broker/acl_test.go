@@ -88,7 +88,7 @@ func FuzzACL(f *testing.F) {
 // match is MQTT topic matching written independently, as a regexp.
 func match(filter, topic string) bool {
 	var b strings.Builder
-	b.WriteString("^")
+	b.WriteString("(?s)^") // topics may hold any character, a newline too
 	levels := strings.Split(filter, "/")
 	for i, l := range levels {
 		switch l {

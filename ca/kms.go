@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"go.step.sm/crypto/kms"
 	kmsapi "go.step.sm/crypto/kms/apiv1"
+
 	// The PKCS#11 key manager registers itself; without cgo it is a stub
 	// that says so at run time (see PKCS11Compiled).
 	_ "go.step.sm/crypto/kms/pkcs11"
@@ -259,6 +259,3 @@ func loadKMSSigners(ctx context.Context, rec kmsRecord, pin string) (*kmsHandle,
 	}
 	return h, s, nil
 }
-
-// errNoKMS says a hierarchy keeps its keys in files.
-var errNoKMS = errors.New("no KMS")
