@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/fleetpki/fleetpki/migrations"
 	"github.com/fleetpki/fleetpki/pki"
 )
 
@@ -175,8 +176,12 @@ type Store interface {
 // than Store.
 type Backend interface {
 	Store
-	// Migrate applies pending migrations.
+	// Migrate applies pending migrations; a database migrated by a newer
+	// fleetpki is refused (migrations.ErrNewerSchema), as it is at Open.
 	Migrate(ctx context.Context) error
+	// MigrationStatus lists the migrations this binary knows, applied or
+	// pending, and the database's schema version.
+	MigrationStatus(ctx context.Context) ([]migrations.Migration, int64, error)
 	// ListenRevocations calls fn with every serial that any process sharing
 	// the database revokes (this one included, possibly more than once),
 	// until ctx ends: Postgres LISTEN/NOTIFY, SQLite polling the file.

@@ -103,6 +103,7 @@ func (c *cli) makeHierarchy(ctx context.Context, cfg *config.Config, src hierarc
 func (c *cli) migrate(ctx context.Context, args []string) error {
 	cfg := &config.Config{}
 	fs := c.newFlags("migrate", cfg)
+	status := fs.Bool("status", false, "list the schema versions this fleetpki knows, applied or pending, and change nothing")
 	log, err := c.start(fs, cfg, args)
 	if err != nil {
 		return err
@@ -112,6 +113,25 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.close()
+	if *status {
+		ms, current, err := e.st.MigrationStatus(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, "VERSION\tSTATE\tAPPLIED_AT\tMIGRATION")
+		pending := 0
+		for _, m := range ms {
+			state, at := "pending", "-"
+			if m.Applied {
+				state, at = "applied", m.AppliedAt.UTC().Format(time.RFC3339)
+			} else {
+				pending++
+			}
+			fmt.Fprintf(c.stdout, "%d\t%s\t%s\t%s\n", m.Version, state, at, m.Name)
+		}
+		fmt.Fprintf(c.stderr, "The database is at schema version %d; %d migration(s) pending.\n", current, pending)
+		return nil
+	}
 	if err := e.st.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -110,13 +110,15 @@ func Open(ctx context.Context, dsn string, opts store.Options) (*Store, error) {
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	s := &Store{pool: pool, lookups: lookups, db: db, opts: opts}
-	if !opts.NoMigrate {
-		if err := s.Migrate(ctx); err != nil {
-			_ = db.Close()
-			pool.Close()
-			lookups.Close()
-			return nil, err
-		}
+	migrate := s.Migrate
+	if opts.NoMigrate {
+		migrate = s.checkSchema
+	}
+	if err := migrate(ctx); err != nil {
+		_ = db.Close()
+		pool.Close()
+		lookups.Close()
+		return nil, err
 	}
 	s.Store = sqlstore.New(db, db, dialect, opts.Logger)
 	return s, nil
@@ -133,17 +135,51 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Migrate applies pending migrations under a session advisory lock, so
-// replicas starting together migrate once.
-func (s *Store) Migrate(ctx context.Context) error {
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		return fmt.Errorf("postgres migrations: %w", err)
+func (s *Store) provider(withLock bool) (*goose.Provider, error) {
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if withLock {
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, fmt.Errorf("postgres migrations: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, s.db, migrations.Postgres(),
-		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(goose.DialectPostgres, s.db, migrations.Postgres(), opts...)
 	if err != nil {
-		return fmt.Errorf("postgres migrations: %w", err)
+		return nil, fmt.Errorf("postgres migrations: %w", err)
+	}
+	return p, nil
+}
+
+// checkSchema refuses a database migrated by a newer fleetpki.
+func (s *Store) checkSchema(ctx context.Context) error {
+	p, err := s.provider(false)
+	if err != nil {
+		return err
+	}
+	return migrations.CheckNotNewer(ctx, p)
+}
+
+// MigrationStatus lists the known migrations, applied or pending, and the
+// database's version.
+func (s *Store) MigrationStatus(ctx context.Context) ([]migrations.Migration, int64, error) {
+	p, err := s.provider(false)
+	if err != nil {
+		return nil, 0, err
+	}
+	return migrations.Status(ctx, p)
+}
+
+// Migrate applies pending migrations under a session advisory lock, so
+// replicas starting together migrate once; a database newer than this
+// binary is refused.
+func (s *Store) Migrate(ctx context.Context) error {
+	p, err := s.provider(true)
+	if err != nil {
+		return err
+	}
+	if err := migrations.CheckNotNewer(ctx, p); err != nil {
+		return err
 	}
 	res, err := p.Up(ctx)
 	if err != nil {

@@ -98,11 +98,13 @@ func Open(ctx context.Context, path string, opts store.Options) (*Store, error) 
 		return nil, pki.Wrap(pki.Unavailable, fmt.Errorf("open sqlite %s: %w", path, err), "the database cannot be opened")
 	}
 	s := &Store{db: w, opts: opts}
-	if !opts.NoMigrate {
-		if err := s.Migrate(ctx); err != nil {
-			_ = w.Close()
-			return nil, err
-		}
+	migrate := s.Migrate
+	if opts.NoMigrate {
+		migrate = s.checkSchema
+	}
+	if err := migrate(ctx); err != nil {
+		_ = w.Close()
+		return nil, err
 	}
 	r, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
@@ -114,11 +116,42 @@ func Open(ctx context.Context, path string, opts store.Options) (*Store, error) 
 	return s, nil
 }
 
-// Migrate applies pending migrations.
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *Store) provider() (*goose.Provider, error) {
 	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, migrations.SQLite(), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
-		return fmt.Errorf("sqlite migrations: %w", err)
+		return nil, fmt.Errorf("sqlite migrations: %w", err)
+	}
+	return p, nil
+}
+
+// checkSchema refuses a database migrated by a newer fleetpki.
+func (s *Store) checkSchema(ctx context.Context) error {
+	p, err := s.provider()
+	if err != nil {
+		return err
+	}
+	return migrations.CheckNotNewer(ctx, p)
+}
+
+// MigrationStatus lists the known migrations, applied or pending, and the
+// database's version.
+func (s *Store) MigrationStatus(ctx context.Context) ([]migrations.Migration, int64, error) {
+	p, err := s.provider()
+	if err != nil {
+		return nil, 0, err
+	}
+	return migrations.Status(ctx, p)
+}
+
+// Migrate applies pending migrations; a database newer than this binary
+// is refused.
+func (s *Store) Migrate(ctx context.Context) error {
+	p, err := s.provider()
+	if err != nil {
+		return err
+	}
+	if err := migrations.CheckNotNewer(ctx, p); err != nil {
+		return err
 	}
 	res, err := p.Up(ctx)
 	if err != nil {

@@ -1,0 +1,674 @@
+--
+-- PostgreSQL database dump
+--
+
+\restrict wNydEvWnknGgffmY18uW6EZcFnRZr8B1UrF0p9ET6gXH3BQxmAg2n4tcVzcVwcV
+
+-- Dumped from database version 15.20 (Debian 15.20-0+deb12u1)
+-- Dumped by pg_dump version 15.20 (Debian 15.20-0+deb12u1)
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Name: fleetpki_assert(boolean, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.fleetpki_assert(ok boolean, msg text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF ok IS NOT TRUE THEN
+        RAISE EXCEPTION 'fleetpki_assert: %', msg USING ERRCODE = 'P0001';
+    END IF;
+    RETURN true;
+END
+$$;
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: api_tokens; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.api_tokens (
+    id text NOT NULL,
+    user_id text NOT NULL,
+    hash bytea NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone,
+    revoked boolean DEFAULT false NOT NULL
+);
+
+
+--
+-- Name: audit_events; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.audit_events (
+    seq bigint NOT NULL,
+    "time" timestamp with time zone NOT NULL,
+    actor_name text NOT NULL,
+    credential_id text NOT NULL,
+    remote_addr text NOT NULL,
+    request_id text NOT NULL,
+    action text NOT NULL,
+    target text NOT NULL,
+    details jsonb NOT NULL,
+    prev_hash bytea,
+    hash bytea NOT NULL
+);
+
+
+--
+-- Name: audit_head; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.audit_head (
+    id integer NOT NULL,
+    seq bigint NOT NULL,
+    hash bytea,
+    CONSTRAINT audit_head_id_check CHECK ((id = 1))
+);
+
+
+--
+-- Name: certificates; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.certificates (
+    seq bigint NOT NULL,
+    serial text NOT NULL,
+    device_id text NOT NULL,
+    profile text NOT NULL,
+    status text NOT NULL,
+    not_before timestamp with time zone NOT NULL,
+    not_after timestamp with time zone NOT NULL,
+    der bytea NOT NULL,
+    issuer_key_id text NOT NULL,
+    fingerprint_sha256 text NOT NULL,
+    revoked_at timestamp with time zone,
+    reason smallint DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    CONSTRAINT certificates_check CHECK (((status = 'revoked'::text) = (revoked_at IS NOT NULL))),
+    CONSTRAINT certificates_status_check CHECK ((status = ANY (ARRAY['valid'::text, 'revoked'::text])))
+);
+
+
+--
+-- Name: certificates_seq_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+CREATE SEQUENCE public.certificates_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: certificates_seq_seq; Type: SEQUENCE OWNED BY; Schema: public; Owner: -
+--
+
+ALTER SEQUENCE public.certificates_seq_seq OWNED BY public.certificates.seq;
+
+
+--
+-- Name: credentials; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.credentials (
+    id text NOT NULL,
+    name text NOT NULL,
+    hash bytea NOT NULL,
+    profiles jsonb NOT NULL,
+    device_pattern text DEFAULT ''::text NOT NULL,
+    expires_at timestamp with time zone,
+    max_uses bigint DEFAULT 0 NOT NULL,
+    uses bigint DEFAULT 0 NOT NULL,
+    disabled boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    no_reenroll boolean DEFAULT false NOT NULL,
+    CONSTRAINT credentials_max_uses_check CHECK ((max_uses >= 0))
+);
+
+
+--
+-- Name: crl_numbers; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.crl_numbers (
+    issuer_key_id text NOT NULL,
+    number bigint NOT NULL
+);
+
+
+--
+-- Name: crls; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.crls (
+    issuer_key_id text NOT NULL,
+    number bigint NOT NULL,
+    der bytea NOT NULL,
+    this_update timestamp with time zone NOT NULL,
+    next_update timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: devices; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.devices (
+    id text NOT NULL,
+    status text NOT NULL,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT devices_status_check CHECK ((status = ANY (ARRAY['active'::text, 'revoked'::text])))
+);
+
+
+--
+-- Name: goose_db_version; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.goose_db_version (
+    id integer NOT NULL,
+    version_id bigint NOT NULL,
+    is_applied boolean NOT NULL,
+    tstamp timestamp without time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: goose_db_version_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.goose_db_version ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.goose_db_version_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: idempotency_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.idempotency_keys (
+    credential_id text NOT NULL,
+    key text NOT NULL,
+    request_hash bytea NOT NULL,
+    serial text,
+    created_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: ocsp_responses; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.ocsp_responses (
+    serial text NOT NULL,
+    hash text NOT NULL,
+    status text NOT NULL,
+    der bytea NOT NULL,
+    this_update timestamp with time zone NOT NULL,
+    next_update timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: users; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.users (
+    id text NOT NULL,
+    name text NOT NULL,
+    role text NOT NULL,
+    password_hash text NOT NULL,
+    disabled boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    CONSTRAINT users_role_check CHECK ((role = ANY (ARRAY['admin'::text, 'operator'::text, 'auditor'::text])))
+);
+
+
+--
+-- Name: web_sessions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.web_sessions (
+    id_hash text NOT NULL,
+    user_name text NOT NULL,
+    csrf text NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    last_seen timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: certificates seq; Type: DEFAULT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.certificates ALTER COLUMN seq SET DEFAULT nextval('public.certificates_seq_seq'::regclass);
+
+
+--
+-- Data for Name: api_tokens; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.api_tokens (id, user_id, hash, created_at, expires_at, revoked) FROM stdin;
+\.
+
+
+--
+-- Data for Name: audit_events; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.audit_events (seq, "time", actor_name, credential_id, remote_addr, request_id, action, target, details, prev_hash, hash) FROM stdin;
+1	2026-12-02 01:32:10.202238+00	cli:root				ca.init	root-sha256:3456d2324788bef074d287abd424e24cf44dac7a22de33da11548a8b9fbfac71	{"how": "created", "root_subject": "CN=fleetpki Root CA,O=fleetpki", "issuer_key_id": "5ebf29679d5ade5ae36c7267ff69631ec7acd83e", "key_algorithm": "ecdsa-p256", "intermediate_subject": "CN=fleetpki Issuing CA,O=fleetpki"}	\N	\\xc9fb65bd307b970800e3cb5b4806dd10a606b51ccd91ca3bf287e445e0ec83ed
+2	2026-12-02 01:32:10.204165+00	cli:root				user.create	admin	{"role": "admin"}	\\xc9fb65bd307b970800e3cb5b4806dd10a606b51ccd91ca3bf287e445e0ec83ed	\\xfd2d6ea67cb30c488dca38a9325bba0d2ef2e7bef1d4fb9d5d82acadbced33a0
+3	2026-12-02 01:32:10.326272+00	fleetpki				ocsp_responder.issue	5cd912cf6e4b230063a154fb25c293e2	{"not_after": "2027-01-01T01:32:10Z"}	\\xfd2d6ea67cb30c488dca38a9325bba0d2ef2e7bef1d4fb9d5d82acadbced33a0	\\xb3124f307f3cd8e69a2098746369f2e267b4726c8ed7361bd6594e6d5645e9d8
+4	2026-12-02 01:32:10.338488+00	fleetpki				server_certificate.issue	fd015eebb5a61df17666e779fbebdf38	{"names": "127.0.0.1", "not_after": "2027-01-01T01:32:10Z"}	\\xb3124f307f3cd8e69a2098746369f2e267b4726c8ed7361bd6594e6d5645e9d8	\\x7ca79f2f42736188a757f99a4cf0f6f817d31d894673a04c0007a5702211ca05
+5	2026-12-02 01:32:10.382662+00	cli:root				credential.create	golden	{"max_uses": "0", "profiles": "device", "no_reenroll": "false", "credential_id": "6bb0a65140125dee50f3573daefb093f", "device_pattern": ""}	\\x7ca79f2f42736188a757f99a4cf0f6f817d31d894673a04c0007a5702211ca05	\\x095d22f72c0923cf46f5446faa2b73db4b880e33c13ba27e4b5f0d90c0878c79
+6	2026-12-02 01:32:10.395045+00	credential:golden	6bb0a65140125dee50f3573daefb093f	127.0.0.1:55694	vm/O8eNfGG4JF-000001	certificate.issue	9678f4dcf2e51c2acc9cc6591e78d90d	{"profile": "device", "device_id": "golden-1", "not_after": "2027-12-02T01:32:10Z", "fingerprint": "470656213fef327714ad2299595ce0499b307a2777e89d6dd57eca50fa16767c"}	\\x095d22f72c0923cf46f5446faa2b73db4b880e33c13ba27e4b5f0d90c0878c79	\\xb94ba95bba07c5be5233d366530ac8135890656980a8cdb1c75c15655b1b0e3e
+7	2026-12-02 01:32:10.408787+00	credential:golden	6bb0a65140125dee50f3573daefb093f	127.0.0.1:55706	vm/O8eNfGG4JF-000002	certificate.issue	df91f3f6d0d6e729e8c44fb18ca9df88	{"profile": "device", "device_id": "golden-2", "not_after": "2027-12-02T01:32:10Z", "fingerprint": "5df9e055bacd097399eb2b7815d2dbb0957104906c645e510d43c85881da1308"}	\\xb94ba95bba07c5be5233d366530ac8135890656980a8cdb1c75c15655b1b0e3e	\\xb6f67f320dd83c4a94195e57fb391180f96fab744eda2c6a18fefb869404bf53
+8	2026-12-02 01:32:10.421461+00	credential:golden	6bb0a65140125dee50f3573daefb093f	127.0.0.1:55722	vm/O8eNfGG4JF-000003	certificate.issue	a8f67a2b50465d6591ab6723fdcdc20b	{"profile": "device", "device_id": "golden-3", "not_after": "2027-12-02T01:32:10Z", "fingerprint": "502477a96532ffae989e0b30d2e9ba25579af4feeb2f6fd92d738e86a6c57400"}	\\xb6f67f320dd83c4a94195e57fb391180f96fab744eda2c6a18fefb869404bf53	\\x227ee7b3f96167fed6af480fd6505da8dba07a2e6bb2d4bf2de78dcbfadf348f
+9	2026-12-02 01:32:10.435488+00	cli:root				device.revoke	golden-2	{"reason": "keyCompromise"}	\\x227ee7b3f96167fed6af480fd6505da8dba07a2e6bb2d4bf2de78dcbfadf348f	\\xed4055fb71fab60cb8821c2bf419ee6909fd56445b7268012490654555d362c1
+\.
+
+
+--
+-- Data for Name: audit_head; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.audit_head (id, seq, hash) FROM stdin;
+1	9	\\xed4055fb71fab60cb8821c2bf419ee6909fd56445b7268012490654555d362c1
+\.
+
+
+--
+-- Data for Name: certificates; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.certificates (seq, serial, device_id, profile, status, not_before, not_after, der, issuer_key_id, fingerprint_sha256, revoked_at, reason, created_at) FROM stdin;
+1	9678f4dcf2e51c2acc9cc6591e78d90d	golden-1	device	valid	2026-12-02 01:31:10+00	2027-12-02 01:32:10+00	\\x3082027230820218a0030201020211009678f4dcf2e51c2acc9cc6591e78d90d300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341301e170d3236313230323031333131305a170d3237313230323031333231305a30133111300f06035504031308676f6c64656e2d313059301306072a8648ce3d020106082a8648ce3d03010703420004ca619e89f4ca92191a1bda0723cb1d3e1467e26215d7eae97cd78c7f749a80339a01d530bd1e9be329227e4a5b807f7547cf675ea6302950fac65b24cb0f81b6a382012d30820129300e0603551d0f0101ff04040302078030130603551d25040c300a06082b06010505070302301d0603551d0e04160414354fc71ade2c97a7094813c344538ebea3997b16301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e306d06082b060105050701010461305f302606082b06010505073001861a687474703a2f2f3132372e302e302e313a383038302f6f637370303506082b060105050730028629687474703a2f2f3132372e302e302e313a383038302f63612f696e7465726d6564696174652e63727430270603551d110420301e861c75726e3a666c656574706b693a6465766963653a676f6c64656e2d31302a0603551d1f04233021301fa01da01b8619687474703a2f2f3132372e302e302e313a383038302f63726c300a06082a8648ce3d04030203480030450220051f432ba5cca5c50c95fa3c32f63c659ecd037a6613d90cca37f1e671628ae7022100bccdbbca41e7fd9f75f26d83ea893fc05773ed00089dc015ff454469925318ea	5ebf29679d5ade5ae36c7267ff69631ec7acd83e	470656213fef327714ad2299595ce0499b307a2777e89d6dd57eca50fa16767c	\N	0	2026-12-02 01:32:10.395045+00
+3	a8f67a2b50465d6591ab6723fdcdc20b	golden-3	device	valid	2026-12-02 01:31:10+00	2027-12-02 01:32:10+00	\\x3082027130820218a003020102021100a8f67a2b50465d6591ab6723fdcdc20b300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341301e170d3236313230323031333131305a170d3237313230323031333231305a30133111300f06035504031308676f6c64656e2d333059301306072a8648ce3d020106082a8648ce3d03010703420004b5092e54c1995f2383ee6f7651c29525f8291d83f24b4cee9b052d437825435c44edbe2e90107624dcc14163943c722e8896660dcc4b9286c7fc6099d675a232a382012d30820129300e0603551d0f0101ff04040302078030130603551d25040c300a06082b06010505070302301d0603551d0e04160414df4ac8994cd821e0aa1bedc36c28d23a6ae576e8301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e306d06082b060105050701010461305f302606082b06010505073001861a687474703a2f2f3132372e302e302e313a383038302f6f637370303506082b060105050730028629687474703a2f2f3132372e302e302e313a383038302f63612f696e7465726d6564696174652e63727430270603551d110420301e861c75726e3a666c656574706b693a6465766963653a676f6c64656e2d33302a0603551d1f04233021301fa01da01b8619687474703a2f2f3132372e302e302e313a383038302f63726c300a06082a8648ce3d04030203470030440220058fd4c1c81b9afe1bee4a3e3bd6f3cf52dfb2fa96ad1c67b0dc300cf5d0d51c022019fa706b6ed7145d850fc4265841f06e18f993441934659fe4f9d840d324e08b	5ebf29679d5ade5ae36c7267ff69631ec7acd83e	502477a96532ffae989e0b30d2e9ba25579af4feeb2f6fd92d738e86a6c57400	\N	0	2026-12-02 01:32:10.421461+00
+2	df91f3f6d0d6e729e8c44fb18ca9df88	golden-2	device	revoked	2026-12-02 01:31:10+00	2027-12-02 01:32:10+00	\\x3082027230820218a003020102021100df91f3f6d0d6e729e8c44fb18ca9df88300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341301e170d3236313230323031333131305a170d3237313230323031333231305a30133111300f06035504031308676f6c64656e2d323059301306072a8648ce3d020106082a8648ce3d030107034200046c99c25c3da18072ab3b813ddf2c6464936bb89f981bb075fbb99ac9043399fed1581b4566aa2207d667b02e9628789208bebddd085895a4644ca06aae229da0a382012d30820129300e0603551d0f0101ff04040302078030130603551d25040c300a06082b06010505070302301d0603551d0e04160414f9573320e7ae75d4580e3a1d3f439aec56130fb9301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e306d06082b060105050701010461305f302606082b06010505073001861a687474703a2f2f3132372e302e302e313a383038302f6f637370303506082b060105050730028629687474703a2f2f3132372e302e302e313a383038302f63612f696e7465726d6564696174652e63727430270603551d110420301e861c75726e3a666c656574706b693a6465766963653a676f6c64656e2d32302a0603551d1f04233021301fa01da01b8619687474703a2f2f3132372e302e302e313a383038302f63726c300a06082a8648ce3d0403020348003045022100b034ffbb353ba3a3d40ec64d121105661b473efb276ff475c851b84a97b745ec02205a81df904164b64b700f9d53bef3b92a302baa5bdab698106ff024312b42293d	5ebf29679d5ade5ae36c7267ff69631ec7acd83e	5df9e055bacd097399eb2b7815d2dbb0957104906c645e510d43c85881da1308	2026-12-02 01:32:10.435488+00	1	2026-12-02 01:32:10.408787+00
+\.
+
+
+--
+-- Data for Name: credentials; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.credentials (id, name, hash, profiles, device_pattern, expires_at, max_uses, uses, disabled, created_at, no_reenroll) FROM stdin;
+6bb0a65140125dee50f3573daefb093f	golden	\\xf2f9cde8a6e84c61ea61c4d08d795925738ac20f2e35bae1bb5ce26acfd649cd	["device"]		\N	0	3	f	2026-12-02 01:32:10.382662+00	f
+\.
+
+
+--
+-- Data for Name: crl_numbers; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.crl_numbers (issuer_key_id, number) FROM stdin;
+99eb60f249c844c9ebfdb1623cc8f9087b1775ea	1
+5ebf29679d5ade5ae36c7267ff69631ec7acd83e	4
+\.
+
+
+--
+-- Data for Name: crls; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.crls (issuer_key_id, number, der, this_update, next_update) FROM stdin;
+99eb60f249c844c9ebfdb1623cc8f9087b1775ea	1	\\x3081f730819f020101300a06082a8648ce3d040302302e3111300f060355040a1308666c656574706b693119301706035504031310666c656574706b6920526f6f74204341170d3236313230323031333231305a170d3236313230393031333231305aa040303e301f0603551d2304183016801499eb60f249c844c9ebfdb1623cc8f9087b1775ea300a0603551d140403020101300f0603551d1c0101ff040530038201ff300a06082a8648ce3d040302034700304402207824bcb03237a040de5eadbc912ee6eea7da432a347ecae46f87a9a28be53761022072b9b0651b826723b8cb35586ea209285bb3b1d52c42a0a62160c4a09d5e5a69	2026-12-02 01:32:10+00	2026-12-09 01:32:10+00
+5ebf29679d5ade5ae36c7267ff69631ec7acd83e	3	\\x3082014f3081f5020101300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341170d3236313230323031333231305a170d3236313230393031333231305a30323030021100df91f3f6d0d6e729e8c44fb18ca9df88170d3236313230323031333231305a300c300a0603551d1504030a0101a05f305d301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e300a0603551d140403020103302e0603551d1c0101ff04243022a01da01b8619687474703a2f2f3132372e302e302e313a383038302f63726c8101ff300a06082a8648ce3d0403020349003046022100980eff3e5181ba2d81ef681b69c0ecf79df15da4f2ff5762d9d8957c9b420398022100f775e9e01467b125c6f1121710abdf3889f415fe6aa3945b961a70ac9270ea88	2026-12-02 01:32:10+00	2026-12-09 01:32:10+00
+5ebf29679d5ade5ae36c7267ff69631ec7acd83e:delta	4	\\x3082015e30820104020101300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341170d3236313230323031333231305a170d3236313230393031333231305a30323030021100df91f3f6d0d6e729e8c44fb18ca9df88170d3236313230323031333231305a300c300a0603551d1504030a0101a06e306c301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e300a0603551d140403020104300d0603551d1b0101ff0403020101302e0603551d1c0101ff04243022a01da01b8619687474703a2f2f3132372e302e302e313a383038302f63726c8101ff300a06082a8648ce3d0403020348003045022100b288afe9ad4c5cf061cc28c142d86ecfc6a487f217a2fe7237215e6b4e46dfa9022011c3c2cbe03de04208e56a58b7f6419a792ec8d6a88763f5e879c6b17cc130e7	2026-12-02 01:32:10+00	2026-12-09 01:32:10+00
+\.
+
+
+--
+-- Data for Name: devices; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.devices (id, status, metadata, created_at, updated_at) FROM stdin;
+golden-1	active	{"lot": "golden"}	2026-12-02 01:32:10.395045+00	2026-12-02 01:32:10.395045+00
+golden-3	active	{"lot": "golden"}	2026-12-02 01:32:10.421461+00	2026-12-02 01:32:10.421461+00
+golden-2	revoked	{"lot": "golden"}	2026-12-02 01:32:10.408787+00	2026-12-02 01:32:10.435488+00
+\.
+
+
+--
+-- Data for Name: goose_db_version; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.goose_db_version (id, version_id, is_applied, tstamp) FROM stdin;
+1	0	t	2026-12-02 01:32:10.174306
+2	1	t	2026-12-02 01:32:10.179342
+3	2	t	2026-12-02 01:32:10.192543
+4	3	t	2026-12-02 01:32:10.193728
+5	4	t	2026-12-02 01:32:10.195206
+6	5	t	2026-12-02 01:32:10.196375
+7	6	t	2026-12-02 01:32:10.19708
+8	7	t	2026-12-02 01:32:10.198441
+\.
+
+
+--
+-- Data for Name: idempotency_keys; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.idempotency_keys (credential_id, key, request_hash, serial, created_at) FROM stdin;
+6bb0a65140125dee50f3573daefb093f	f426186ab551d37b475884bd7167c3a9	\\x2df953de307f2540ab18c0f2c1b0e0ca494bc031508138275c1c416882e6b117	9678f4dcf2e51c2acc9cc6591e78d90d	2026-12-02 01:32:10.394239+00
+6bb0a65140125dee50f3573daefb093f	7ec34fe77aadd51ce609e08c5575a914	\\x87dd1262409c4e80574011244de4a74f2db056f259b8c3844c4b190df93e76d2	df91f3f6d0d6e729e8c44fb18ca9df88	2026-12-02 01:32:10.407995+00
+6bb0a65140125dee50f3573daefb093f	cb0804ed8ebe8e6385e061a8c8936d3c	\\x936f86cb2b1f979f376aa40d0aa03443714f14b62ee420cdb747df0cb3ed579e	a8f67a2b50465d6591ab6723fdcdc20b	2026-12-02 01:32:10.420868+00
+\.
+
+
+--
+-- Data for Name: ocsp_responses; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.ocsp_responses (serial, hash, status, der, this_update, next_update) FROM stdin;
+9678f4dcf2e51c2acc9cc6591e78d90d	sha1	valid	\\x3082030e0a0100a08203073082030306092b0601050507300101048202f4308202f03081b8a12f302d312b302906035504031322666c656574706b692049737375696e67204341204f43535020526573706f6e646572180f32303236313230323031333230305a30743072304a300906052b0e03021a050004142f1176959e5c26d30175cf90108d428bff96348504145ebf29679d5ade5ae36c7267ff69631ec7acd83e0211009678f4dcf2e51c2acc9cc6591e78d90d8000180f32303236313230323031333131305aa011180f32303236313230333031333131305a300a06082a8648ce3d0403020348003045022100b9839c2acf50c88f1832733fa34a1374e76891069babe86a20292680ef8169540220561281f1e84ae49286427ee2095d3526e9e20c75f87943a8767533177d2f363aa08201db308201d7308201d33082017aa00302010202105cd912cf6e4b230063a154fb25c293e2300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341301e170d3236313230323031333131305a170d3237303130313031333231305a302d312b302906035504031322666c656574706b692049737375696e67204341204f43535020526573706f6e6465723059301306072a8648ce3d020106082a8648ce3d030107034200047dcbfc0cb2eba471a2df14f6bb9e31d8629c50c40b0e4fda4264f864f99ddcb83d9912f4e902e6ef01bfda2ec9df444776a6ef51bf54d536604b5bc07f19fae8a3783076300e0603551d0f0101ff04040302078030130603551d25040c300a06082b06010505070309301d0603551d0e041604142734427bfee2ee8d0a9493d464b40b93988e4b74301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e300f06092b060105050730010504020500300a06082a8648ce3d040302034700304402205cb94bb367259bf6fe8d6e97d4c1c8f7696d53a12327ecf000deb76af01070c702203213d5bf2b3abff7a6b1d20c741fdffacb71b039855614240ad56b8853cea110	2026-12-02 01:31:10+00	2026-12-03 01:31:10+00
+a8f67a2b50465d6591ab6723fdcdc20b	sha1	valid	\\x3082030d0a0100a08203063082030206092b0601050507300101048202f3308202ef3081b8a12f302d312b302906035504031322666c656574706b692049737375696e67204341204f43535020526573706f6e646572180f32303236313230323031333230305a30743072304a300906052b0e03021a050004142f1176959e5c26d30175cf90108d428bff96348504145ebf29679d5ade5ae36c7267ff69631ec7acd83e021100a8f67a2b50465d6591ab6723fdcdc20b8000180f32303236313230323031333131305aa011180f32303236313230333031333131305a300a06082a8648ce3d04030203470030440220340ea3ec6a3a45fba17fb864d7aace316a3decf2c3cd1336261a1e8d77a0fe0402201bb1a1ed8537be06b31dcff0975414b9d2b99dbe75a014b9d20a85eb8d64831ba08201db308201d7308201d33082017aa00302010202105cd912cf6e4b230063a154fb25c293e2300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341301e170d3236313230323031333131305a170d3237303130313031333231305a302d312b302906035504031322666c656574706b692049737375696e67204341204f43535020526573706f6e6465723059301306072a8648ce3d020106082a8648ce3d030107034200047dcbfc0cb2eba471a2df14f6bb9e31d8629c50c40b0e4fda4264f864f99ddcb83d9912f4e902e6ef01bfda2ec9df444776a6ef51bf54d536604b5bc07f19fae8a3783076300e0603551d0f0101ff04040302078030130603551d25040c300a06082b06010505070309301d0603551d0e041604142734427bfee2ee8d0a9493d464b40b93988e4b74301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e300f06092b060105050730010504020500300a06082a8648ce3d040302034700304402205cb94bb367259bf6fe8d6e97d4c1c8f7696d53a12327ecf000deb76af01070c702203213d5bf2b3abff7a6b1d20c741fdffacb71b039855614240ad56b8853cea110	2026-12-02 01:31:10+00	2026-12-03 01:31:10+00
+df91f3f6d0d6e729e8c44fb18ca9df88	sha1	revoked	\\x308203260a0100a082031f3082031b06092b06010505073001010482030c308203083081d0a12f302d312b302906035504031322666c656574706b692049737375696e67204341204f43535020526573706f6e646572180f32303236313230323031333230305a30818b308188304a300906052b0e03021a050004142f1176959e5c26d30175cf90108d428bff96348504145ebf29679d5ade5ae36c7267ff69631ec7acd83e021100df91f3f6d0d6e729e8c44fb18ca9df88a116180f32303236313230323031333231305aa0030a0101180f32303236313230323031333131305aa011180f32303236313230333031333131305a300a06082a8648ce3d040302034800304502206c32f490106bc7e1eeddfedb3587f5e4cdc5d4f001dd1f4f1ebf638e4346696b022100ae2257f237922e13a525ad8731c701855e6a738451f2168f77ffa9f1fa559809a08201db308201d7308201d33082017aa00302010202105cd912cf6e4b230063a154fb25c293e2300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341301e170d3236313230323031333131305a170d3237303130313031333231305a302d312b302906035504031322666c656574706b692049737375696e67204341204f43535020526573706f6e6465723059301306072a8648ce3d020106082a8648ce3d030107034200047dcbfc0cb2eba471a2df14f6bb9e31d8629c50c40b0e4fda4264f864f99ddcb83d9912f4e902e6ef01bfda2ec9df444776a6ef51bf54d536604b5bc07f19fae8a3783076300e0603551d0f0101ff04040302078030130603551d25040c300a06082b06010505070309301d0603551d0e041604142734427bfee2ee8d0a9493d464b40b93988e4b74301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e300f06092b060105050730010504020500300a06082a8648ce3d040302034700304402205cb94bb367259bf6fe8d6e97d4c1c8f7696d53a12327ecf000deb76af01070c702203213d5bf2b3abff7a6b1d20c741fdffacb71b039855614240ad56b8853cea110	2026-12-02 01:31:10+00	2026-12-03 01:31:10+00
+df91f3f6d0d6e729e8c44fb18ca9df88	sha256	revoked	\\x308203420a0100a082033b3082033706092b060105050730010104820328308203243081eca12f302d312b302906035504031322666c656574706b692049737375696e67204341204f43535020526573706f6e646572180f32303236313230323031333230305a3081a73081a43066300d0609608648016503040201050004201c8043e556f7d2cc2d9fe6071c538682459c52c6c94b07f237de440f1b29e7c704208f0aca93c59228c121707c4f48e6583dfc0bb30c547b96cca44eb94c00e59d16021100df91f3f6d0d6e729e8c44fb18ca9df88a116180f32303236313230323031333231305aa0030a0101180f32303236313230323031333131305aa011180f32303236313230333031333131305a300a06082a8648ce3d0403020348003045022100e418c72f25405045bb662f8a6762b6147c58e075e6932f045771fb592394fbd0022028177c87ffa8d7cde647073b02ed34068256f684ae1f3f2dfbdb2d8e8d93e89fa08201db308201d7308201d33082017aa00302010202105cd912cf6e4b230063a154fb25c293e2300a06082a8648ce3d04030230313111300f060355040a1308666c656574706b69311c301a06035504031313666c656574706b692049737375696e67204341301e170d3236313230323031333131305a170d3237303130313031333231305a302d312b302906035504031322666c656574706b692049737375696e67204341204f43535020526573706f6e6465723059301306072a8648ce3d020106082a8648ce3d030107034200047dcbfc0cb2eba471a2df14f6bb9e31d8629c50c40b0e4fda4264f864f99ddcb83d9912f4e902e6ef01bfda2ec9df444776a6ef51bf54d536604b5bc07f19fae8a3783076300e0603551d0f0101ff04040302078030130603551d25040c300a06082b06010505070309301d0603551d0e041604142734427bfee2ee8d0a9493d464b40b93988e4b74301f0603551d230418301680145ebf29679d5ade5ae36c7267ff69631ec7acd83e300f06092b060105050730010504020500300a06082a8648ce3d040302034700304402205cb94bb367259bf6fe8d6e97d4c1c8f7696d53a12327ecf000deb76af01070c702203213d5bf2b3abff7a6b1d20c741fdffacb71b039855614240ad56b8853cea110	2026-12-02 01:31:10+00	2026-12-03 01:31:10+00
+\.
+
+
+--
+-- Data for Name: users; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.users (id, name, role, password_hash, disabled, created_at) FROM stdin;
+b2297cf97f4756c211e04ec1b1f285f1	admin	admin	$argon2id$v=19$m=65536,t=3,p=2$3gqM/DtisStgZfOS7Mcwlg$0/z3mKMSpC6Uc3d8N/OrbfsXQX/riV9/BZcW8A26yvY	f	2026-12-02 01:32:10.204165+00
+\.
+
+
+--
+-- Data for Name: web_sessions; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.web_sessions (id_hash, user_name, csrf, created_at, last_seen, expires_at) FROM stdin;
+\.
+
+
+--
+-- Name: certificates_seq_seq; Type: SEQUENCE SET; Schema: public; Owner: -
+--
+
+SELECT pg_catalog.setval('public.certificates_seq_seq', 3, true);
+
+
+--
+-- Name: goose_db_version_id_seq; Type: SEQUENCE SET; Schema: public; Owner: -
+--
+
+SELECT pg_catalog.setval('public.goose_db_version_id_seq', 8, true);
+
+
+--
+-- Name: api_tokens api_tokens_hash_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_hash_key UNIQUE (hash);
+
+
+--
+-- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: audit_events audit_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.audit_events
+    ADD CONSTRAINT audit_events_pkey PRIMARY KEY (seq);
+
+
+--
+-- Name: audit_head audit_head_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.audit_head
+    ADD CONSTRAINT audit_head_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: certificates certificates_fingerprint_sha256_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.certificates
+    ADD CONSTRAINT certificates_fingerprint_sha256_key UNIQUE (fingerprint_sha256);
+
+
+--
+-- Name: certificates certificates_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.certificates
+    ADD CONSTRAINT certificates_pkey PRIMARY KEY (seq);
+
+
+--
+-- Name: certificates certificates_serial_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.certificates
+    ADD CONSTRAINT certificates_serial_key UNIQUE (serial);
+
+
+--
+-- Name: credentials credentials_hash_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.credentials
+    ADD CONSTRAINT credentials_hash_key UNIQUE (hash);
+
+
+--
+-- Name: credentials credentials_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.credentials
+    ADD CONSTRAINT credentials_name_key UNIQUE (name);
+
+
+--
+-- Name: credentials credentials_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.credentials
+    ADD CONSTRAINT credentials_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: crl_numbers crl_numbers_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.crl_numbers
+    ADD CONSTRAINT crl_numbers_pkey PRIMARY KEY (issuer_key_id);
+
+
+--
+-- Name: crls crls_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.crls
+    ADD CONSTRAINT crls_pkey PRIMARY KEY (issuer_key_id);
+
+
+--
+-- Name: devices devices_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.devices
+    ADD CONSTRAINT devices_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: goose_db_version goose_db_version_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.goose_db_version
+    ADD CONSTRAINT goose_db_version_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: idempotency_keys idempotency_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.idempotency_keys
+    ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (credential_id, key);
+
+
+--
+-- Name: ocsp_responses ocsp_responses_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.ocsp_responses
+    ADD CONSTRAINT ocsp_responses_pkey PRIMARY KEY (serial, hash);
+
+
+--
+-- Name: users users_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.users
+    ADD CONSTRAINT users_name_key UNIQUE (name);
+
+
+--
+-- Name: users users_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.users
+    ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: web_sessions web_sessions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.web_sessions
+    ADD CONSTRAINT web_sessions_pkey PRIMARY KEY (id_hash);
+
+
+--
+-- Name: audit_events_target; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX audit_events_target ON public.audit_events USING btree (target, seq);
+
+
+--
+-- Name: certificates_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX certificates_created ON public.certificates USING btree (created_at);
+
+
+--
+-- Name: certificates_device; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX certificates_device ON public.certificates USING btree (device_id, seq);
+
+
+--
+-- Name: certificates_revoked; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX certificates_revoked ON public.certificates USING btree (issuer_key_id, serial) WHERE (status = 'revoked'::text);
+
+
+--
+-- Name: certificates_status; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX certificates_status ON public.certificates USING btree (status, seq);
+
+
+--
+-- Name: devices_metadata; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX devices_metadata ON public.devices USING gin (metadata jsonb_path_ops);
+
+
+--
+-- Name: devices_status_id; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX devices_status_id ON public.devices USING btree (status, id);
+
+
+--
+-- Name: idempotency_keys_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX idempotency_keys_created ON public.idempotency_keys USING btree (created_at);
+
+
+--
+-- Name: web_sessions_user; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX web_sessions_user ON public.web_sessions USING btree (user_name);
+
+
+--
+-- Name: api_tokens api_tokens_user_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id);
+
+
+--
+-- Name: certificates certificates_device_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.certificates
+    ADD CONSTRAINT certificates_device_id_fkey FOREIGN KEY (device_id) REFERENCES public.devices(id) DEFERRABLE INITIALLY DEFERRED;
+
+
+--
+-- Name: web_sessions web_sessions_user_name_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.web_sessions
+    ADD CONSTRAINT web_sessions_user_name_fkey FOREIGN KEY (user_name) REFERENCES public.users(name) ON DELETE CASCADE;
+
+
+--
+-- PostgreSQL database dump complete
+--
+
+\unrestrict wNydEvWnknGgffmY18uW6EZcFnRZr8B1UrF0p9ET6gXH3BQxmAg2n4tcVzcVwcV
+
