@@ -8,6 +8,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path/filepath"
 	"time"
@@ -80,4 +81,21 @@ func CheckNotNewer(ctx context.Context, p *goose.Provider) error {
 			ErrNewerSchema, v, known)
 	}
 	return nil
+}
+
+// WriteStatus prints the migrations as a table (tab-separated) and returns
+// how many are pending.
+func WriteStatus(w io.Writer, ms []Migration) int {
+	fmt.Fprintln(w, "VERSION\tSTATE\tAPPLIED_AT\tMIGRATION")
+	pending := 0
+	for _, m := range ms {
+		state, at := "pending", "-"
+		if m.Applied {
+			state, at = "applied", m.AppliedAt.UTC().Format(time.RFC3339)
+		} else {
+			pending++
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", m.Version, state, at, m.Name)
+	}
+	return pending
 }

@@ -11,6 +11,7 @@ package store
 
 import (
 	"context"
+	"io"
 	"iter"
 	"log/slog"
 	"time"
@@ -182,6 +183,14 @@ type Backend interface {
 	// MigrationStatus lists the migrations this binary knows, applied or
 	// pending, and the database's schema version.
 	MigrationStatus(ctx context.Context) ([]migrations.Migration, int64, error)
+	// MigrateTo applies the migrations up to version (a restore migrates
+	// to its dump's version, loads it, then migrates the rest).
+	MigrateTo(ctx context.Context, version int64) error
+	// Dump writes every row in one consistent snapshot while the database
+	// keeps serving; Load reads a dump into an empty database (migrated to
+	// the dump's version) and raises every CRL number by crlGap.
+	Dump(ctx context.Context, w io.Writer) (DumpInfo, error)
+	Load(ctx context.Context, r io.Reader, crlGap int64) error
 	// ListenRevocations calls fn with every serial that any process sharing
 	// the database revokes (this one included, possibly more than once),
 	// until ctx ends: Postgres LISTEN/NOTIFY, SQLite polling the file.
@@ -189,6 +198,12 @@ type Backend interface {
 	// Elector returns the elector of a named role; on SQLite (one process
 	// per file) this process always holds it.
 	Elector(name string) Elector
+}
+
+// DumpInfo describes a dump: rows per table and the CRL numbers it holds.
+type DumpInfo struct {
+	Rows       map[string]int64 `json:"rows"`
+	CRLNumbers map[string]int64 `json:"crl_numbers"`
 }
 
 // Elector tells whether this process holds a role among the processes

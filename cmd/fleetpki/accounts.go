@@ -203,6 +203,13 @@ func (c *cli) credentialDisable(ctx context.Context, args []string) error {
 // once the flags are parsed, checked, and the store is open.
 func (c *cli) storeCommand(ctx context.Context, name string, args []string,
 	setup func(*flag.FlagSet) (check func() error, run func(context.Context, *env) error)) error {
+	return c.storeCommandAs(ctx, name, args, openStoreOnly, setup)
+}
+
+// storeCommandAs is storeCommand opening the store as what says (e.g.
+// without migrating it).
+func (c *cli) storeCommandAs(ctx context.Context, name string, args []string, what openWhat,
+	setup func(*flag.FlagSet) (check func() error, run func(context.Context, *env) error)) error {
 	cfg := &config.Config{}
 	fs := c.newFlags(name, cfg)
 	check, run := setup(fs)
@@ -215,7 +222,7 @@ func (c *cli) storeCommand(ctx context.Context, name string, args []string,
 			return err
 		}
 	}
-	e, err := c.open(ctx, cfg, log, openStoreOnly)
+	e, err := c.open(ctx, cfg, log, what)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/fleetpki/fleetpki/audit"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/internal/config"
+	"github.com/fleetpki/fleetpki/migrations"
 )
 
 // initCA creates a new CA hierarchy in the data directory, or imports an
@@ -118,17 +119,7 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.stdout, "VERSION\tSTATE\tAPPLIED_AT\tMIGRATION")
-		pending := 0
-		for _, m := range ms {
-			state, at := "pending", "-"
-			if m.Applied {
-				state, at = "applied", m.AppliedAt.UTC().Format(time.RFC3339)
-			} else {
-				pending++
-			}
-			fmt.Fprintf(c.stdout, "%d\t%s\t%s\t%s\n", m.Version, state, at, m.Name)
-		}
+		pending := migrations.WriteStatus(c.stdout, ms)
 		fmt.Fprintf(c.stderr, "The database is at schema version %d; %d migration(s) pending.\n", current, pending)
 		return nil
 	}

@@ -51,6 +51,8 @@ func commands() []command {
 		{"serve", "run the CA's HTTP endpoints (creates the CA and the admin user on first start)", (*cli).serve},
 		{"init", "create or import the CA hierarchy without serving", (*cli).initCA},
 		{"migrate", "apply pending database migrations", (*cli).migrate},
+		{"backup", "write an encrypted, consistent backup (database, CA files) while serve runs", (*cli).backupCmd},
+		{"restore", "restore a backup into an empty data directory and database", (*cli).restoreCmd},
 		{"root sign", "on the offline machine: sign the root's CRL and OCSP answers about the issuing CA ahead, for serve to publish", (*cli).rootSign},
 		{"user create", "create an administrator (prints a generated password)", (*cli).userCreate},
 		{"user token", "create an admin API token for a user (prints it once)", (*cli).userToken},

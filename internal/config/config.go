@@ -170,6 +170,8 @@ var commandGroups = map[string][]group{
 	"crl export":         {groupStore, groupLog, groupCAFile},
 	"ocsp":               {groupStore, groupLog, groupHTTP, groupCAFile},
 	"root sign":          {groupLog},
+	"backup":             {groupStore, groupLog},
+	"restore":            {groupStore, groupLog},
 	"version":            {},
 }
 
@@ -446,6 +448,14 @@ func (c *Config) readKeyPassword() error {
 		c.KeyPassword = []byte(c.envKeyPassword)
 	}
 	return nil
+}
+
+// Dialect names the configured store: "postgres" or "sqlite".
+func (c *Config) Dialect() string {
+	if c.DatabaseURL != "" {
+		return "postgres"
+	}
+	return "sqlite"
 }
 
 // RootSignedPath is where serve reads the bundle an offline root signed

@@ -44,6 +44,10 @@ var dialect = sqlstore.Dialect{
 	ForUpdate:   "FOR UPDATE",
 	WritableCTE: true,
 	Time:        sqlstore.PostgresTime,
+	AfterLoad: func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('certificates', 'seq'), COALESCE(MAX(seq), 0) + 1, false) FROM certificates`)
+		return err
+	},
 	InList: func(arg func(any) string, column string, values []string) string {
 		return column + " = ANY(" + arg(values) + "::text[])"
 	},
@@ -245,4 +249,16 @@ func lookupErr(err error) error {
 		return pki.Wrap(pki.Unavailable, err, "the database cannot be reached")
 	}
 	return fmt.Errorf("postgres: look up OCSP status: %w", err)
+}
+
+// MigrateTo applies the migrations up to version.
+func (s *Store) MigrateTo(ctx context.Context, version int64) error {
+	p, err := s.provider(true)
+	if err != nil {
+		return err
+	}
+	if _, err := p.UpTo(ctx, version); err != nil {
+		return fmt.Errorf("postgres migrations: %w", err)
+	}
+	return nil
 }

@@ -164,3 +164,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// MigrateTo applies the migrations up to version.
+func (s *Store) MigrateTo(ctx context.Context, version int64) error {
+	p, err := s.provider()
+	if err != nil {
+		return err
+	}
+	if _, err := p.UpTo(ctx, version); err != nil {
+		return fmt.Errorf("sqlite migrations: %w", err)
+	}
+	return nil
+}

@@ -35,6 +35,9 @@ type Dialect struct {
 	// one parameter (Postgres: = ANY($n), one plan for every list length);
 	// else the condition is column IN ($a, $b, …).
 	InList func(arg func(any) string, column string, values []string) string
+	// AfterLoad, when set, runs at the end of a restore's transaction (e.g.
+	// moving Postgres's sequences past the restored rows).
+	AfterLoad func(ctx context.Context, tx *sql.Tx) error
 	// IsUniqueViolation reports whether err is a unique-constraint violation.
 	IsUniqueViolation func(error) bool
 	// WritableCTE says the database runs INSERT/UPDATE inside WITH and has
