@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -371,9 +374,14 @@ func TestBrokerChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{dir: dir, ca: c, h: h}
-	d := e.device(t, "bench-device")
-	_ = d
+	// The parent's clients connect with this device's certificate.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	iss, err := c.Issue(t.Context(), ca.IssueRequest{DeviceID: "bench-device", CSR: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveDevice(t, dir, "bench-device", key, iss.Certificate)
 	srvCert, err := c.IssueServerCertificate(t.Context(), []string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
