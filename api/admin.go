@@ -104,6 +104,15 @@ func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := pki.CertFilter{DeviceID: q.Get("device_id"), Status: pki.CertStatus(q.Get("status")), Limit: n, Cursor: q.Get("cursor")}
+	if v := q.Get("expiring_within"); v != "" {
+		d, err := parseDays(v)
+		if err != nil || d <= 0 || d > 10*365*24*time.Hour {
+			a.err.send(w, r, pki.Errorf(pki.Invalid, "expiring_within must be a duration such as 30d or 72h"))
+			return
+		}
+		f.Now = time.Now()
+		f.ExpiringBefore = f.Now.Add(d)
+	}
 	p, err := a.cfg.Directory.Certificates(r.Context(), f)
 	if err != nil {
 		a.err.send(w, r, err)
@@ -276,4 +285,13 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte("a:" + strconv.FormatInt(evs[len(evs)-1].Seq, 10)))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// parseDays reads "30d" or a Go duration ("72h").
+func parseDays(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		return time.Duration(n) * 24 * time.Hour, err
+	}
+	return time.ParseDuration(s)
 }

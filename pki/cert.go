@@ -105,3 +105,27 @@ func CertPool(certs ...*x509.Certificate) *x509.CertPool {
 	}
 	return p
 }
+
+// NoticeState is where an expiry notice stands.
+type NoticeState string
+
+// The states of an expiry notice.
+const (
+	NoticePending   NoticeState = "pending"
+	NoticeDelivered NoticeState = "delivered"
+	// NoticeDead: every attempt failed; kept as a dead letter.
+	NoticeDead NoticeState = "dead"
+)
+
+// ExpiryNotice is the announcement, to a webhook, that a device's
+// certificate is about to expire.
+type ExpiryNotice struct {
+	Serial      Serial
+	DeviceID    string
+	NotAfter    time.Time
+	State       NoticeState
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string
+	UpdatedAt   time.Time
+}

@@ -22,8 +22,12 @@ type CertFilter struct {
 	// valid certificates whose NotAfter is before Now.
 	Status CertStatus
 	Now    time.Time
-	Limit  int
-	Cursor string
+	// ExpiringBefore selects the valid certificates that expire after Now
+	// and by this time, of devices that hold no valid certificate lasting
+	// longer (a renewed device is not expiring).
+	ExpiringBefore time.Time
+	Limit          int
+	Cursor         string
 }
 
 // DeviceFilter selects devices. Zero fields do not filter.

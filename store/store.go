@@ -140,6 +140,17 @@ type Store interface {
 	// GetOCSPResponse returns the stored response for serial and CertID hash
 	// ("sha1" or "sha256"), or pki.NotFound.
 	GetOCSPResponse(ctx context.Context, serial pki.Serial, hash string) (pki.OCSPResponse, error)
+	// QueueExpiryNotices records a pending notice for each certificate
+	// expiring after now and by before (pki.CertFilter.ExpiringBefore's
+	// selection), once per certificate, and returns how many it added.
+	QueueExpiryNotices(ctx context.Context, now, before time.Time) (int64, error)
+	// ExpiryNotices lists notices in a state, oldest next attempt first;
+	// with a non-zero due, only those due by then.
+	ExpiryNotices(ctx context.Context, state pki.NoticeState, due time.Time, max int) ([]pki.ExpiryNotice, error)
+	// UpdateExpiryNotice records an attempt's outcome.
+	UpdateExpiryNotice(ctx context.Context, e pki.ExpiryNotice) error
+	// CountExpiring counts what QueueExpiryNotices would select.
+	CountExpiring(ctx context.Context, now, before time.Time) (int64, error)
 	// LookupOCSP returns, in one read, each issued serial's status and its
 	// stored response for hash (DER nil when none); serials never issued
 	// are absent.

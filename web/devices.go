@@ -4,7 +4,9 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -136,4 +138,30 @@ func (u *UI) revokeDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u.render(w, r, http.StatusOK, "revoked", map[string]any{"What": "device " + id, "Certs": recs, "Reason": reason, "DeviceID": id})
+}
+
+// expiring lists the certificates that expire within ?days (default 30)
+// of devices not renewed beyond: the devices to renew.
+func (u *UI) expiring(w http.ResponseWriter, r *http.Request) {
+	days := 30
+	if v := r.URL.Query().Get("days"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 3650 {
+			u.fail(w, r, http.StatusBadRequest, "Days must be a whole number from 1 to 3650.")
+			return
+		}
+		days = n
+	}
+	now := u.cfg.Clock.Now()
+	page, err := u.cfg.Directory.Certificates(r.Context(), pki.CertFilter{Now: now, ExpiringBefore: now.Add(time.Duration(days) * 24 * time.Hour),
+		Limit: pki.MaxLimit, Cursor: r.URL.Query().Get("cursor")})
+	if err != nil {
+		u.domainError(w, r, err)
+		return
+	}
+	next := ""
+	if page.Next != "" {
+		next = "/expiring?days=" + strconv.Itoa(days) + "&cursor=" + url.QueryEscape(page.Next)
+	}
+	u.render(w, r, http.StatusOK, "expiring", map[string]any{"Certs": page.Items, "Days": days, "Next": next, "Now": now})
 }

@@ -178,6 +178,7 @@ var routes = []route{
 	{http.MethodGet, "/", pki.RoleAuditor, (*UI).dashboard},
 	{http.MethodGet, "/devices", pki.RoleAuditor, (*UI).devices},
 	{http.MethodGet, "/services", pki.RoleAuditor, (*UI).services},
+	{http.MethodGet, "/expiring", pki.RoleAuditor, (*UI).expiring},
 	{http.MethodGet, "/devices/{id}", pki.RoleAuditor, (*UI).device},
 	{http.MethodGet, "/devices/{id}/revoke", pki.RoleOperator, (*UI).revokeDeviceForm},
 	{http.MethodPost, "/devices/{id}/revoke", pki.RoleOperator, (*UI).revokeDevice},

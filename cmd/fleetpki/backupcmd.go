@@ -30,7 +30,11 @@ func (c *cli) restoreCmd(ctx context.Context, args []string) error {
 // (backup), or restores one into an empty data directory and database
 // and verifies the audit chain (restore).
 func (c *cli) backupRestore(ctx context.Context, name string, args []string) error {
-	return c.storeCommandAs(ctx, name, args, openStoreNoMigr, func(fs *flag.FlagSet) (func() error, func(context.Context, *env) error) {
+	what := openStoreOnly // a backup is of the current schema
+	if name == "restore" {
+		what = openStoreNoMigr // a restore migrates to the backup's schema first
+	}
+	return c.storeCommandAs(ctx, name, args, what, func(fs *flag.FlagSet) (func() error, func(context.Context, *env) error) {
 		file := fs.String(map[string]string{"backup": "out", "restore": "in"}[name], "", "the backup file (required)")
 		passFile := fs.String("passphrase-file", "", "file holding the backup's passphrase (or set "+envBackupPassphrase+")")
 		var pass string

@@ -17,6 +17,7 @@ import (
 	"github.com/fleetpki/fleetpki/broker"
 	"github.com/fleetpki/fleetpki/ca"
 	"github.com/fleetpki/fleetpki/crl"
+	"github.com/fleetpki/fleetpki/expiry"
 	"github.com/fleetpki/fleetpki/internal/config"
 	"github.com/fleetpki/fleetpki/internal/listen"
 	"github.com/fleetpki/fleetpki/internal/run"
@@ -127,6 +128,14 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	crlEvents := subscribe()
 	add("crl", func(ctx context.Context) error { return crls.Run(ctx, crlEvents) })
+
+	// Expiring certificates: counted, and announced to the webhook.
+	notifier, err := expiry.New(expiry.Config{Store: e.st, Window: cfg.Expiry.Window, Every: cfg.Expiry.Interval, URL: cfg.Expiry.Webhook, Secret: cfg.Expiry.Secret,
+		Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	add("expiry", notifier.Run)
 
 	// Bulk revocations run here, and those a crash cut short resume.
 	add("bulk revocations", e.ca.RunJobs)

@@ -40,6 +40,10 @@ type Config struct {
 	KMSURI           string
 	OCSPCacheSize    string
 	OCSPHTTPMaxAge   string
+	ExpiryWindow     string
+	ExpiryWebhook    string
+	ExpirySecretFile string
+	ExpiryInterval   string
 	LogLevel         string
 	LogFormat        string
 	TLSSAN           string
@@ -61,6 +65,7 @@ type Config struct {
 	FailOpenGrace    string
 	envKeyPassword   string
 	envKMSPIN        string
+	envExpirySecret  string
 	registeredGroups []group
 
 	// Typed settings, set by Validate for the registered groups.
@@ -70,6 +75,7 @@ type Config struct {
 	EnrollBurstN    int
 	OCSPCacheBytes  uint64
 	OCSPMaxAgeHTTP  time.Duration
+	Expiry          ExpirySettings
 	MQTT            MQTTSettings
 	Remote          RemoteSettings
 }
@@ -102,6 +108,16 @@ const (
 	groupRemote              // a standalone broker's remote fleetpki
 )
 
+// EnvExpirySecret carries the expiry webhook's signing secret.
+const EnvExpirySecret = "FLEETPKI_EXPIRY_WEBHOOK_SECRET"
+
+// ExpirySettings are the expiry notices' settings.
+type ExpirySettings struct {
+	Window, Interval time.Duration
+	Webhook          string
+	Secret           []byte
+}
+
 // EnvKeyPassword names the variable that carries the CA key password; it has
 // no flag because a password on a command line is visible to every local user.
 const EnvKeyPassword = "FLEETPKI_KEY_PASSWORD"
@@ -133,6 +149,10 @@ func (c *Config) settings() []setting {
 		{"tls-san", "", "extra comma-separated DNS names or IPs for the HTTPS certificate the CA issues itself", &c.TLSSAN, groupServe},
 		{"tls-cert", "", "PEM certificate chain for the listener instead of one issued by the own CA (needs --tls-key)", &c.TLSCert, groupTLS},
 		{"tls-key", "", "PEM private key for --tls-cert", &c.TLSKey, groupTLS},
+		{"expiry-window", "30d", "certificates expiring within it are listed, counted (fleetpki_certificates_expiring) and announced to --expiry-webhook", &c.ExpiryWindow, groupServe},
+		{"expiry-interval", "1m", "how often expiring certificates are counted and due notices sent", &c.ExpiryInterval, groupServe},
+		{"expiry-webhook", "", "URL that gets a signed POST for each expiring certificate (retried, then kept as a dead letter); empty: none", &c.ExpiryWebhook, groupServe},
+		{"expiry-webhook-secret-file", "", "file holding the secret that signs the webhook's notices (HMAC-SHA256; or set " + EnvExpirySecret + ")", &c.ExpirySecretFile, groupServe},
 		{"enroll-rate", "20", "enrollments per second allowed to each enrollment credential (token bucket); 0 is unlimited", &c.EnrollRate, groupServe},
 		{"enroll-burst", "40", "burst of the per-credential enrollment limit", &c.EnrollBurst, groupServe},
 		{"pprof-addr", "", "address for Go's profiling endpoints (/debug/pprof/); empty is off; keep it on loopback", &c.PprofAddr, groupServe},
@@ -203,6 +223,9 @@ func (c *Config) Register(fs *flag.FlagSet, command string, lookupEnv func(strin
 	if c.Has(groupStore) {
 		c.envKeyPassword, _ = lookupEnv(EnvKeyPassword)
 		c.envKMSPIN, _ = lookupEnv(ca.EnvKMSPIN)
+	}
+	if c.Has(groupServe) {
+		c.envExpirySecret, _ = lookupEnv(EnvExpirySecret)
 	}
 }
 
@@ -290,6 +313,22 @@ func (c *Config) validateListen() error {
 		return fmt.Errorf("--https-addr %q: %w", c.HTTPSAddr, err)
 	}
 	var err error
+	if c.Expiry.Window, err = ParseDuration(c.ExpiryWindow); err != nil || c.Expiry.Window <= 0 {
+		return fmt.Errorf("--expiry-window %q: want a duration such as 30d", c.ExpiryWindow)
+	}
+	if c.Expiry.Interval, err = ParseDuration(c.ExpiryInterval); err != nil || c.Expiry.Interval < time.Second {
+		return fmt.Errorf("--expiry-interval %q: want a duration of at least 1s", c.ExpiryInterval)
+	}
+	if c.ExpiryWebhook != "" {
+		if u, err := url.Parse(c.ExpiryWebhook); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--expiry-webhook %q: want an http(s) URL", c.ExpiryWebhook)
+		}
+		secret, err := ReadSecret(c.ExpirySecretFile, func(string) (string, bool) { return c.envExpirySecret, c.envExpirySecret != "" }, EnvExpirySecret)
+		if err != nil || len(secret) < 16 {
+			return fmt.Errorf("--expiry-webhook needs a signing secret of at least 16 characters (--expiry-webhook-secret-file or %s)", EnvExpirySecret)
+		}
+		c.Expiry.Webhook, c.Expiry.Secret = c.ExpiryWebhook, []byte(secret)
+	}
 	if c.EnrollPerSecond, err = strconv.ParseFloat(c.EnrollRate, 64); err != nil || c.EnrollPerSecond < 0 {
 		return fmt.Errorf("--enroll-rate %q: want a number of requests per second, 0 for unlimited", c.EnrollRate)
 	}

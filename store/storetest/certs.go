@@ -223,3 +223,83 @@ func testDevicePagination(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// Expiring certificates: valid, expiring within the window, of devices
+// not renewed beyond it.
+func testExpiringCertificates(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	f := fixture{t, s}
+	now := base
+	mk := func(id string, notAfter time.Time, revoked bool) pki.CertRecord {
+		c := newCert(id, base.Add(-24*time.Hour))
+		c.NotAfter = notAfter
+		f.insert(c, nil)
+		if revoked {
+			if _, _, err := s.RevokeCertificate(ctx, c.Serial, pki.ReasonKeyCompromise, now, event(pki.ActionCertificateRevoke, string(c.Serial), now)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c
+	}
+	soon := mk("soon", now.Add(10*24*time.Hour), false)
+	mk("later", now.Add(60*24*time.Hour), false)
+	mk("gone", now.Add(-time.Hour), false)
+	mk("revoked", now.Add(5*24*time.Hour), true)
+	mk("renewed", now.Add(3*24*time.Hour), false)
+	mk("renewed", now.Add(90*24*time.Hour), false)
+	page, err := s.ListCertificates(ctx, pki.CertFilter{Now: now, ExpiringBefore: now.Add(30 * 24 * time.Hour), Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || page.Items[0].Serial != soon.Serial {
+		var ids []string
+		for _, c := range page.Items {
+			ids = append(ids, c.DeviceID)
+		}
+		t.Fatalf("expiring within 30 days: %v, want only soon", ids)
+	}
+}
+
+// Expiry notices: queued once per expiring certificate, listed when due,
+// updated with each attempt's outcome.
+func testExpiryNotices(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	f := fixture{t, s}
+	now := base
+	c := newCert("exp-1", now.Add(-time.Hour))
+	c.NotAfter = now.Add(5 * 24 * time.Hour)
+	f.insert(c, nil)
+	far := newCert("exp-2", now.Add(-time.Hour))
+	f.insert(far, nil) // a year: not expiring
+	before := now.Add(30 * 24 * time.Hour)
+	if n, err := s.CountExpiring(ctx, now, before); err != nil || n != 1 {
+		t.Fatalf("CountExpiring = %d, %v", n, err)
+	}
+	for i := range 2 {
+		if n, err := s.QueueExpiryNotices(ctx, now, before); err != nil || n != int64(1-i) {
+			t.Fatalf("queue round %d: %d, %v (want 1 then 0: once per certificate)", i, n, err)
+		}
+	}
+	due, err := s.ExpiryNotices(ctx, pki.NoticePending, now, 10)
+	if err != nil || len(due) != 1 || due[0].Serial != c.Serial || due[0].DeviceID != "exp-1" || !due[0].NotAfter.Equal(c.NotAfter.Truncate(time.Microsecond)) {
+		t.Fatalf("due: %+v, %v", due, err)
+	}
+	e := due[0]
+	e.Attempts, e.NextAttempt, e.LastError, e.UpdatedAt = 1, now.Add(time.Minute), "HTTP 503", now
+	if err := s.UpdateExpiryNotice(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.ExpiryNotices(ctx, pki.NoticePending, now, 10); len(due) != 0 {
+		t.Fatalf("a notice retried later is due now: %+v", due)
+	}
+	if due, _ := s.ExpiryNotices(ctx, pki.NoticePending, now.Add(time.Minute), 10); len(due) != 1 || due[0].Attempts != 1 || due[0].LastError != "HTTP 503" {
+		t.Fatalf("due after its retry time: %+v", due)
+	}
+	e.State, e.Attempts = pki.NoticeDead, 6
+	if err := s.UpdateExpiryNotice(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if dead, _ := s.ExpiryNotices(ctx, pki.NoticeDead, time.Time{}, 10); len(dead) != 1 || dead[0].Attempts != 6 {
+		t.Fatalf("dead letters: %+v", dead)
+	}
+}

@@ -29,6 +29,8 @@ func Run(t *testing.T, open Opener) {
 		{"certificate round trip", testCertRoundTrip},
 		{"duplicate serial conflicts and writes nothing", testDuplicateSerial},
 		{"certificate pagination and filters", testCertPagination},
+		{"expiring certificates", testExpiringCertificates},
+		{"expiry notices", testExpiryNotices},
 		{"device pagination and filters", testDevicePagination},
 		{"services and devices", testDeviceKinds},
 		{"revoke is idempotent", testRevoke},

@@ -21,7 +21,7 @@ import (
 // that satisfies the foreign keys on load (users before their tokens and
 // sessions; devices before certificates, which defer theirs anyway).
 var backupTables = []string{"users", "api_tokens", "web_sessions", "credentials", "devices", "certificates",
-	"audit_events", "audit_head", "crl_numbers", "crls", "idempotency_keys", "ocsp_responses", "revocation_jobs"}
+	"audit_events", "audit_head", "crl_numbers", "crls", "idempotency_keys", "ocsp_responses", "revocation_jobs", "expiry_notices"}
 
 // dumpLine is one line of a dump: a table's header (Table, Columns) or one
 // of its rows (Row, typed cells).

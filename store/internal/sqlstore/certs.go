@@ -84,6 +84,14 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) (store
 	default:
 		return page, pki.Errorf(pki.Invalid, "unknown certificate status %q", f.Status)
 	}
+	if !f.ExpiringBefore.IsZero() {
+		if f.Now.IsZero() {
+			return page, pki.Errorf(pki.Invalid, "the expiring filter needs the current time")
+		}
+		before := a.add(s.t(f.ExpiringBefore))
+		where = append(where, "status = 'valid'", "not_after > "+a.add(s.t(f.Now)), "not_after <= "+before,
+			"NOT EXISTS (SELECT 1 FROM certificates n WHERE n.device_id = certificates.device_id AND n.status = 'valid' AND n.not_after > "+before+")")
+	}
 	q := `SELECT ` + certColumns + ` FROM certificates`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
