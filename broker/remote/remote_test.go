@@ -16,6 +16,7 @@ import (
 	"github.com/fleetpki/fleetpki/crl"
 	"github.com/fleetpki/fleetpki/internal/testenv"
 	"github.com/fleetpki/fleetpki/ocspresponder"
+	"github.com/fleetpki/fleetpki/pki"
 )
 
 type clock struct{ t atomic.Pointer[time.Time] }
@@ -35,6 +36,7 @@ type env struct {
 	slow    atomic.Bool // the OCSP server takes 2 s
 	fetches atomic.Int64
 	te      *testenv.Env
+	cache   *ocspresponder.CacheSource
 }
 
 func newEnv(t *testing.T) *env {
@@ -55,7 +57,7 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(stop)
 	go func() { _ = cache.Run(context.Background(), events) }()
 	src, _ := ocspresponder.NewFilterSource(h.Intermediate(), cache)
-	e := &env{ca: c, h: h, te: te}
+	e := &env{ca: c, h: h, te: te, cache: cache}
 	responder := ocspresponder.NewResponder(src, nil, nil)
 	e.ocsp = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.fetches.Add(1)
@@ -88,7 +90,13 @@ func (e *env) issue(t *testing.T, id string) *x509.Certificate {
 	return iss.Certificate
 }
 
-func (e *env) revoke(t *testing.T, c *x509.Certificate) { t.Helper(); e.te.Revoke(t, c) }
+// revoke revokes c and waits until the responder has heard of it (the
+// revocation event reaches its cache asynchronously, in milliseconds).
+func (e *env) revoke(t *testing.T, c *x509.Certificate) {
+	t.Helper()
+	e.te.Revoke(t, c)
+	e.cache.Revoked(pki.NewSerial(c.SerialNumber))
+}
 
 func TestOCSPAnswers(t *testing.T) {
 	e := newEnv(t)

@@ -20,8 +20,7 @@ import (
 	"github.com/fleetpki/fleetpki/store/postgres/pgtest"
 )
 
-// copyDir copies a golden data directory, keeping file modes (the CA key
-// files must stay 0600).
+// copyDir copies a golden data directory; key files get 0600.
 func copyDir(t *testing.T, from, to string) {
 	t.Helper()
 	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
@@ -40,7 +39,11 @@ func copyDir(t *testing.T, from, to string) {
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(filepath.Join(to, rel), b, fi.Mode().Perm())
+		mode := fi.Mode().Perm()
+		if strings.HasSuffix(rel, ".key") {
+			mode = 0o600 // git keeps no modes but the executable bit; the CA refuses readable keys
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, mode)
 	})
 	if err != nil {
 		t.Fatal(err)
