@@ -102,17 +102,17 @@ func (p *Presigner) sign(rec pki.CertRecord, now time.Time, hashes []crypto.Hash
 	default:
 		st.Good = true
 	}
-	this := now.Add(-time.Minute).Truncate(time.Second)
+	this, next := answerTimes(now, p.cfg.Validity)
 	signer := p.cfg.Signer()
 	out := make([]pki.OCSPResponse, 0, len(hashes))
 	for _, h := range hashes {
-		der, err := signer.Sign(st, h, this, this.Add(p.cfg.Validity))
+		der, err := signer.Sign(st, h, this, next)
 		if err != nil {
 			return nil, fmt.Errorf("presign %s: %w", rec.Serial, err)
 		}
 		name, _ := hashName(h)
 		out = append(out, pki.OCSPResponse{Serial: rec.Serial, Hash: name, Status: rec.Status, DER: der,
-			ThisUpdate: this, NextUpdate: this.Add(p.cfg.Validity)})
+			ThisUpdate: this, NextUpdate: next})
 	}
 	return out, nil
 }
@@ -158,7 +158,8 @@ const presignBatch = 500
 // it returns how many responses it signed.
 func (p *Presigner) SweepOnce(ctx context.Context) (int, error) {
 	now := p.cfg.Clock.Now()
-	signedBefore := now.Add(-p.cfg.Validity / 2)
+	// thisUpdate is backdated (answerTimes): due once half the validity is spent.
+	signedBefore, _ := answerTimes(now.Add(-p.cfg.Validity/2), p.cfg.Validity)
 	total := 0
 	for _, h := range presignHashes {
 		name, _ := hashName(h)

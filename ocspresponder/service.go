@@ -38,6 +38,11 @@ type ServiceConfig struct {
 	CacheBytes uint64
 	// HTTPMaxAge caps answers' Cache-Control max-age (0: until nextUpdate).
 	HTTPMaxAge time.Duration
+	// Validity is the answers' life (nextUpdate - thisUpdate), the longest a
+	// relying party that caches them (NATS, nginx) may go on trusting a
+	// "good" after a revocation; they are re-signed at half of it. Default
+	// 24 h.
+	Validity time.Duration
 	// Also answers what the issuing CA's responder is not authorized for:
 	// the root's answers about its issuing CAs (a Static). May be nil.
 	Also Source
@@ -87,14 +92,15 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 		return nil, err
 	}
 	if s.Cache, err = NewCacheSource(CacheConfig{Signer: s.responder.Current(), Lookups: cfg.Store, Responses: cfg.Store,
-		CacheBytes: cfg.CacheBytes}); err != nil {
+		CacheBytes: cfg.CacheBytes, Validity: cfg.Validity}); err != nil {
 		return nil, err
 	}
 	if err := RegisterCache(cfg.Registerer, s.Cache); err != nil {
 		return nil, err
 	}
 	keyID := fmt.Sprintf("%x", cfg.Issuer.SubjectKeyId)
-	if s.Presigner, err = NewPresigner(PresignConfig{Store: cfg.Store, Signer: s.Cache.Signer, IssuerKeyID: keyID, Logger: cfg.Logger}); err != nil {
+	if s.Presigner, err = NewPresigner(PresignConfig{Store: cfg.Store, Signer: s.Cache.Signer, IssuerKeyID: keyID, Validity: cfg.Validity,
+		Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	filtered, err := NewFilterSource(cfg.Issuer, s.Cache)

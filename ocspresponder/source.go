@@ -244,7 +244,7 @@ func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, er
 		return c.unknown(Status{Serial: req.SerialNumber}, req.HashAlgorithm, now)
 	}
 	half := int64(c.cfg.Validity / 2 / time.Second)
-	if a, ok := c.answers.get(key); ok && now.Unix() < a.this()+half && now.Unix() < a.next() {
+	if a, ok := c.answers.get(key); ok && now.Unix() < a.next()-half {
 		return a.response("memory"), nil
 	}
 	since := c.answers.begin()
@@ -273,7 +273,7 @@ func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, er
 	signer := c.signer.Load()
 	usable := sr.DER != nil && sr.Status == l.Status && now.Before(sr.NextUpdate)
 	switch {
-	case usable && (signer == nil || now.Before(sr.ThisUpdate.Add(c.cfg.Validity/2))):
+	case usable && (signer == nil || now.Before(sr.NextUpdate.Add(-c.cfg.Validity/2))):
 		a = newAnswer(sr.DER, sr.ThisUpdate, sr.NextUpdate, kind)
 	case signer == nil:
 		if sr.DER == nil {
@@ -284,17 +284,16 @@ func (c *CacheSource) response(ctx context.Context, req *Request) (*Response, er
 		}
 		return nil, fmt.Errorf("%w: the pre-signed response of %s expired at %s", ErrTryLater, serial, sr.NextUpdate)
 	default:
-		// thisUpdate a minute back tolerates clients whose clocks run behind.
-		this := now.Add(-time.Minute).Truncate(time.Second)
-		der, err := signer.Sign(st, req.HashAlgorithm, this, this.Add(c.cfg.Validity))
+		this, next := answerTimes(now, c.cfg.Validity)
+		der, err := signer.Sign(st, req.HashAlgorithm, this, next)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 		}
-		a, cache = newAnswer(der, this, this.Add(c.cfg.Validity), kind), "signed"
+		a, cache = newAnswer(der, this, next, kind), "signed"
 		if hn, ok := hashName(req.HashAlgorithm); ok && c.cfg.Responses != nil {
 			// Best effort: the presigner's sweep covers a failure here.
 			_ = c.cfg.Responses.SaveOCSPResponses(ctx, []pki.OCSPResponse{{Serial: serial, Hash: hn, Status: l.Status,
-				DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity)}})
+				DER: der, ThisUpdate: this, NextUpdate: next}})
 		}
 	}
 	c.answers.put(key, a, since)
@@ -312,14 +311,23 @@ func (c *CacheSource) unknown(st Status, h crypto.Hash, now time.Time) (*Respons
 	if !c.unknowns.Allow() {
 		return nil, fmt.Errorf("%w: over the budget for unknown serials", ErrUnauthorized)
 	}
-	this := now.Add(-time.Minute).Truncate(time.Second)
-	der, err := signer.Sign(st, h, this, this.Add(c.cfg.Validity))
+	this, next := answerTimes(now, c.cfg.Validity)
+	der, err := signer.Sign(st, h, this, next)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTryLater, err)
 	}
-	r := &Response{DER: der, ThisUpdate: this, NextUpdate: this.Add(c.cfg.Validity), Answer: "unknown", Cache: "signed"}
+	r := &Response{DER: der, ThisUpdate: this, NextUpdate: next, Answer: "unknown", Cache: "signed"}
 	r.headers()
 	return r, nil
+}
+
+// answerTimes are an answer's thisUpdate and nextUpdate when signed at
+// now: nextUpdate a validity ahead; thisUpdate a little back (a minute, or
+// a quarter of a short validity) for clients whose clocks run behind.
+// Answers are renewed once less than half the validity is left.
+func answerTimes(now time.Time, validity time.Duration) (this, next time.Time) {
+	now = now.Truncate(time.Second)
+	return now.Add(-min(time.Minute, validity/4)), now.Add(validity)
 }
 
 // Signer returns the current signer (nil for a keyless source).

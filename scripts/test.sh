@@ -74,6 +74,19 @@ pg_reachable() {
 # `make test` works on a fresh machine. Otherwise it says what is missing;
 # the tests that need a missing tool then fail (or, for Chromium outside CI,
 # skip) with the same message.
+# ensure_nats installs NATS server v2.15.2 with go install (it is not a
+# Debian package at that version) for the interop test of brokers that ask
+# OCSP themselves.
+ensure_nats() {
+	local bin
+	bin="$(go env GOPATH)/bin/nats-server"
+	if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q 'v2.15.2'; then
+		return 0
+	fi
+	log "installing nats-server v2.15.2 (go install)"
+	GOFLAGS= go install github.com/nats-io/nats-server/v2@v2.15.2
+}
+
 ensure_tools() {
 	local missing=()
 	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
@@ -145,6 +158,7 @@ lint)
 all)
 	lint
 	ensure_tools
+	ensure_nats
 	setup_postgres
 	log "go test -race"
 	go test -race -timeout "$TEST_TIMEOUT" ./...

@@ -35,7 +35,7 @@ func (c *cli) ocspOnly(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.close()
-	src, err := ocspresponder.NewStoredSource(ocspresponder.StoredConfig{Lookups: e.st, CacheBytes: cfg.OCSPCacheBytes})
+	src, err := ocspresponder.NewStoredSource(ocspresponder.StoredConfig{Lookups: e.st, CacheBytes: cfg.OCSPCacheBytes, Validity: cfg.OCSPValidityD})
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	add("root-signed", rootPub.Run)
 	ocsp, err := ocspresponder.NewService(ctx, ocspresponder.ServiceConfig{Issuer: h.Intermediate(), Certify: e.ca.IssueOCSPResponderCert,
-		Store: e.st, Also: rootPub.Answers(), CacheBytes: cfg.OCSPCacheBytes, HTTPMaxAge: cfg.OCSPMaxAgeHTTP, Registerer: reg, Logger: log})
+		Store: e.st, Also: rootPub.Answers(), CacheBytes: cfg.OCSPCacheBytes, HTTPMaxAge: cfg.OCSPMaxAgeHTTP, Validity: cfg.OCSPValidityD, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}

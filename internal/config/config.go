@@ -40,6 +40,7 @@ type Config struct {
 	KMSURI           string
 	OCSPCacheSize    string
 	OCSPHTTPMaxAge   string
+	OCSPValidity     string
 	ExpiryWindow     string
 	ExpiryWebhook    string
 	ExpirySecretFile string
@@ -75,6 +76,7 @@ type Config struct {
 	EnrollBurstN    int
 	OCSPCacheBytes  uint64
 	OCSPMaxAgeHTTP  time.Duration
+	OCSPValidityD   time.Duration
 	Expiry          ExpirySettings
 	MQTT            MQTTSettings
 	Remote          RemoteSettings
@@ -140,6 +142,7 @@ func (c *Config) settings() []setting {
 		{"log-level", "info", "debug, info, warn or error", &c.LogLevel, groupLog},
 		{"log-format", "text", "text or json", &c.LogFormat, groupLog},
 		{"http-addr", "127.0.0.1:8080", "plain HTTP listener: OCSP, CRL, CA certificates, health, metrics", &c.HTTPAddr, groupHTTP},
+		{"ocsp-validity", "24h", "life of OCSP answers (nextUpdate - thisUpdate), re-signed at half of it: the longest a relying party that caches answers (NATS, an HTTP cache) trusts a good answer after a revocation; e.g. 5m (more signing)", &c.OCSPValidity, groupHTTP},
 		{"ocsp-http-max-age", "0", "cap on the Cache-Control max-age of OCSP answers, e.g. 5m, for an HTTP cache or CDN in front (it then serves a revoked certificate's old answer at most that long); 0: until the answer's nextUpdate", &c.OCSPHTTPMaxAge, groupHTTP},
 		{"ocsp-cache-bytes", "256MiB", "memory for cached OCSP answers (their DER and bookkeeping), e.g. 256MiB or 2GiB; the least asked are evicted past it", &c.OCSPCacheSize, groupHTTP},
 		{"https-addr", "127.0.0.1:8443", "TLS listener: REST API, EST and the admin UI", &c.HTTPSAddr, groupServe},
@@ -302,6 +305,9 @@ func (c *Config) validateListen() error {
 			return fmt.Errorf("--ocsp-http-max-age %q: want a duration such as 5m, or 0", c.OCSPHTTPMaxAge)
 		}
 		c.OCSPMaxAgeHTTP = d
+		if c.OCSPValidityD, err = ParseDuration(c.OCSPValidity); err != nil || c.OCSPValidityD < 10*time.Second || c.OCSPValidityD > 7*24*time.Hour {
+			return fmt.Errorf("--ocsp-validity %q: want a duration from 10s to 7d", c.OCSPValidity)
+		}
 	}
 	if c.Has(groupTLS) && (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: set both or neither")
